@@ -1,0 +1,1 @@
+"""Reinforcement-learning agents for OxideComposition-v0."""
