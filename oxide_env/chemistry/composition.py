@@ -146,11 +146,19 @@ def validate_counts(counts: Sequence[int] | np.ndarray, *, allow_empty: bool = T
             f"Invalid counts with shape {arr.shape}: expected (80,) or (n, 80), one entry per "
             "element of oxide_env.ELEMENTS."
         )
+    rows = arr.reshape(-1, N_ELEMENTS)
     if arr.dtype.kind not in "iub":
-        if arr.dtype.kind != "f" or not np.all(np.isfinite(arr)) or np.any(arr != np.rint(arr)):
-            raise ValueError(f"Invalid counts {arr.tolist()!r}: counts must be integers.")
-    if np.any(arr < 0):
-        raise ValueError(f"Invalid counts {arr.tolist()!r}: counts must be >= 0.")
+        if arr.dtype.kind != "f":
+            raise ValueError(f"Invalid counts of dtype {arr.dtype}: counts must be integers.")
+        bad = ~np.isfinite(rows) | (rows != np.rint(rows))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(
+                f"Invalid counts: row {r} has {rows[r, c]!r} {ELEMENTS[c]}; counts must be integers."
+            )
+    if np.any(rows < 0):
+        r, c = np.argwhere(rows < 0)[0]
+        raise ValueError(f"Invalid counts: row {r} has {rows[r, c]!r} {ELEMENTS[c]}; counts must be >= 0.")
     out = arr.astype(np.int64)
     if not allow_empty and np.any(out.reshape(-1, N_ELEMENTS).sum(axis=1) == 0):
         raise ValueError("Invalid counts: a composition is empty (all zeros).")
@@ -196,7 +204,7 @@ def counts_to_formula(counts: Sequence[float] | np.ndarray, *, reduce: bool = Fa
     if reduce:
         arr = reduce_counts(arr)
     elif np.any(arr < 0):
-        raise ValueError(f"Invalid counts {arr.tolist()!r}: counts must be >= 0.")
+        raise ValueError(f"Invalid counts: {ELEMENTS[int(np.argmin(arr))]} is negative; counts must be >= 0.")
     return "".join(
         ELEMENTS[i] + _format_amount(arr[i]) for i in _WRITE_ORDER if arr[i] != 0
     )

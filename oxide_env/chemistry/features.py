@@ -118,7 +118,8 @@ def as_amount_matrix(compositions: str | Sequence[str] | np.ndarray) -> np.ndarr
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1) | (arr < 0).any(axis=1))[0]
         raise ValueError(
-            f"Invalid composition at row {bad}: {arr[bad].tolist()!r}; amounts must be finite and >= 0."
+            f"Invalid composition at row {bad}: amounts must be finite and >= 0 "
+            f"(found {arr[bad][~np.isfinite(arr[bad]) | (arr[bad] < 0)][0]!r})."
         )
     return arr
 
@@ -190,7 +191,7 @@ def featurize(compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
         >>> from oxide_env.chemistry.composition import formula_to_counts
         >>> x = featurize(np.stack([formula_to_counts("BaTiO3"), np.zeros(80, int)]))
         >>> float(x[0, FEATURE_LABELS.index("MagpieData mean Number")]), float(x[1].sum())
-        (17.2, 0.0)
+        (20.4, 0.0)
     """
     amounts = as_amount_matrix(compositions)
     n = amounts.shape[0]

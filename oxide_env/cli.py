@@ -1,0 +1,167 @@
+"""The ``oxide-rl`` command line: a thin layer over the package's functions.
+
+Run ``oxide-rl --help`` or ``oxide-rl COMMAND --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+METRIC_NAMES = {
+    "n": "n",
+    "pct_charge_neutral": "% charge neutral",
+    "pct_electronegativity_balanced": "% EN balanced",
+    "pct_unique": "% unique",
+    "pct_novel": "% novel",
+    "elmd_mean": "ElMD mean",
+    "elmd_std": "ElMD std",
+}
+
+
+def read_formulas(path: str | Path) -> list[str]:
+    """Formulas from a text file (one per line) or a CSV file with a ``formula`` column."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Invalid file {str(path)!r}: it does not exist.")
+    text = path.read_text()
+    first = text.splitlines()[0] if text.strip() else ""
+    if "," in first or path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        if not rows or "formula" not in rows[0]:
+            raise ValueError(
+                f"Invalid CSV {str(path)!r}: it needs a 'formula' column (found {first!r})."
+            )
+        return [r["formula"].strip() for r in rows if r["formula"].strip()]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _fmt(value: float) -> str:
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    return f"{value:.2f}" if abs(value) < 1e4 else f"{value:.4g}"
+
+
+def metrics_table(rows: dict[str, dict[str, float]]) -> str:
+    """A Markdown table: one row per named result, one column per metric."""
+    keys: list[str] = []
+    for metrics in rows.values():
+        keys += [k for k in metrics if k not in keys]
+    header = ["run"] + [METRIC_NAMES.get(k, k) for k in keys]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, metrics in rows.items():
+        lines.append("| " + " | ".join([name] + [_fmt(metrics.get(k, math.nan)) for k in keys]) + " |")
+    return "\n".join(lines)
+
+
+def summarize(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Mean over runs, plus ``<key>_sd`` (std between runs) for every percentage and ElMD."""
+    out: dict[str, float] = {}
+    for key in runs[0]:
+        values = np.array([r[key] for r in runs], dtype=float)
+        out[key] = float(values.mean())
+        if key != "n" and len(runs) > 1:
+            out[f"{key}_sd"] = float(values.std(ddof=1))
+    return out
+
+
+def _reference_formulas(arg: str | None) -> list[str] | None:
+    if arg is None or arg == "none":
+        return None
+    if arg == "training":
+        from predictors.data import training_formulas
+
+        return training_formulas()
+    return read_formulas(arg)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from oxide_env.chemistry.metrics import evaluate
+
+    formulas = read_formulas(args.file)
+    metrics = evaluate(formulas, reference=_reference_formulas(args.reference))
+    print(metrics_table({Path(args.file).name: metrics}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from oxide_env.chemistry.baseline import random_oxides
+    from oxide_env.chemistry.metrics import evaluate
+
+    reference = _reference_formulas(args.reference)
+    rows: dict[str, dict[str, float]] = {}
+    runs = []
+    for seed in tqdm(args.seeds, desc="random baseline", unit="seed", disable=len(args.seeds) < 2):
+        formulas = random_oxides(args.n, seed=seed)
+        metrics = evaluate(formulas, reference=reference)
+        runs.append(metrics)
+        rows[f"random seed {seed}"] = metrics
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"random_seed{seed}.txt").write_text("\n".join(formulas) + "\n")
+    if len(runs) > 1:
+        rows["mean"] = summarize(runs)
+    print(metrics_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oxide-rl",
+        description="Reinforcement learning for inverse design of oxide compositions.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("evaluate", help="Table 1 metrics of a list of generated formulas.",
+                       description="Validity, uniqueness, ElMD (and novelty) of a list of formulas.")
+    p.add_argument("file", help="formulas, one per line, or a CSV file with a 'formula' column")
+    p.add_argument("--reference", default=None,
+                   help="formulas for %% novel: a file, 'training' (the predictors' training data) "
+                   "or 'none' (default: none)")
+    p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("baseline", help="Generate and evaluate the paper's random baseline.",
+                       description="The paper's random policy: 4 x (uniform element, count 0-9), "
+                       "then oxygen 1-9. Prints the Table 1 metrics per seed and their mean.")
+    p.add_argument("--n", type=int, default=1000, help="materials per seed (default 1000)")
+    p.add_argument("--seed", dest="seeds", type=int, nargs="+", default=[0],
+                   help="one or more seeds (default 0)")
+    p.add_argument("--seeds", dest="seeds", type=int, nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--reference", default=None, help="as for 'evaluate'")
+    p.add_argument("--out", metavar="DIR", help="write the generated formulas to DIR/random_seedS.txt")
+    p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    p.set_defaults(func=cmd_baseline)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

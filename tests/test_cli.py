@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oxide_env.cli import main, read_formulas
+
+
+def test_help_for_every_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    commands = ["evaluate", "baseline"]
+    for cmd in commands:
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+    assert "usage" in capsys.readouterr().out
+
+
+def test_evaluate_text_and_csv(tmp_path, capsys):
+    txt = tmp_path / "gen.txt"
+    txt.write_text("MgO\nAl2O3\n\nTi2O4\n")
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(txt), "--json", str(out)]) == 0
+    assert "% charge neutral" in capsys.readouterr().out
+    metrics = json.loads(out.read_text())
+    assert metrics["n"] == 3 and metrics["pct_charge_neutral"] == 100.0
+
+    csv = tmp_path / "gen.csv"
+    csv.write_text("formula,score\nMgO,1\nTiO2,2\n")
+    assert read_formulas(csv) == ["MgO", "TiO2"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,score\nMgO,1\n")
+    assert main(["evaluate", str(bad)]) == 2
+    assert "'formula' column" in capsys.readouterr().err
+
+
+def test_evaluate_reports_bad_formula(tmp_path, capsys):
+    f = tmp_path / "gen.txt"
+    f.write_text("MgO\nXeO3\n")
+    assert main(["evaluate", str(f)]) == 2
+    assert "'XeO3'" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing.txt")]) == 2
+
+
+def test_baseline(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["baseline", "--n", "200", "--seed", "0", "1", "--json", str(out), "--out", str(tmp_path)]) == 0
+    rows = json.loads(out.read_text())
+    assert set(rows) == {"random seed 0", "random seed 1", "mean"}
+    assert (tmp_path / "random_seed1.txt").read_text().count("\n") == 200
+    assert "| mean |" in capsys.readouterr().out
