@@ -52,14 +52,23 @@ def _fmt(value: float) -> str:
 
 
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
-    """A Markdown table: one row per named result, one column per metric."""
+    """A Markdown table: one row per named result, one column per metric.
+
+    A ``<key>_sd`` entry (spread between seeds) is shown as ``mean ± sd`` in the ``key`` column.
+    """
     keys: list[str] = []
     for metrics in rows.values():
-        keys += [k for k in metrics if k not in keys]
+        keys += [k for k in metrics if k not in keys and not k.endswith("_sd")]
     header = ["run"] + [METRIC_NAMES.get(k, k) for k in keys]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, metrics in rows.items():
-        lines.append("| " + " | ".join([name] + [_fmt(metrics.get(k, math.nan)) for k in keys]) + " |")
+        cells = [name]
+        for k in keys:
+            cell = _fmt(metrics.get(k, math.nan))
+            if f"{k}_sd" in metrics:
+                cell += f" ± {_fmt(metrics[f'{k}_sd'])}"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -68,7 +77,7 @@ def summarize(runs: Sequence[dict[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for key in runs[0]:
         values = np.array([r[key] for r in runs], dtype=float)
-        out[key] = float(values.mean())
+        out[key] = int(values[0]) if key == "n" and np.all(values == values[0]) else float(values.mean())
         if key != "n" and len(runs) > 1:
             out[f"{key}_sd"] = float(values.std(ddof=1))
     return out
@@ -84,15 +93,24 @@ def _reference_formulas(arg: str | None) -> list[str] | None:
     return read_formulas(arg)
 
 
+def _write_outputs(args: argparse.Namespace, data: dict, table: str, *, title: str) -> None:
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.markdown:
+        command = "oxide-rl " + " ".join(sys.argv[1:]) if sys.argv[1:] else "oxide-rl"
+        Path(args.markdown).write_text(f"# {title}\n\n{table}\n\nCommand: `{command}`\n")
+        print(f"wrote {args.markdown}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from oxide_env.chemistry.metrics import evaluate
 
     formulas = read_formulas(args.file)
     metrics = evaluate(formulas, reference=_reference_formulas(args.reference))
-    print(metrics_table({Path(args.file).name: metrics}))
-    if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
-        print(f"wrote {args.json}")
+    table = metrics_table({Path(args.file).name: metrics})
+    print(table)
+    _write_outputs(args, metrics, table, title=f"Metrics of {args.file}")
     return 0
 
 
@@ -116,10 +134,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             (out / f"random_seed{seed}.txt").write_text("\n".join(formulas) + "\n")
     if len(runs) > 1:
         rows["mean"] = summarize(runs)
-    print(metrics_table(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
-        print(f"wrote {args.json}")
+    table = metrics_table(rows)
+    print(table)
+    _write_outputs(args, rows, table, title=f"Random baseline ({args.n} materials per seed)")
     return 0
 
 
@@ -137,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="formulas for %% novel: a file, 'training' (the predictors' training data) "
                    "or 'none' (default: none)")
     p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baseline", help="Generate and evaluate the paper's random baseline.",
@@ -149,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None, help="as for 'evaluate'")
     p.add_argument("--out", metavar="DIR", help="write the generated formulas to DIR/random_seedS.txt")
     p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     p.set_defaults(func=cmd_baseline)
     return parser
 

@@ -67,6 +67,7 @@ __all__ = [
     "OXIDATION_STATES",
     "PAULING_ELECTRONEGATIVITY",
     "charge_neutral",
+    "clear_cache",
     "electronegativity_balanced",
 ]
 
@@ -381,3 +382,10 @@ def electronegativity_balanced(
     """
     keys = _keys(compositions)
     return np.fromiter(map(_balanced_key, keys), dtype=bool, count=len(keys))
+
+
+def clear_cache() -> None:
+    """Empty the memoisation caches (used by benchmarks to time cold calls)."""
+    _neutral_key.cache_clear()
+    _balanced_key.cache_clear()
+    _formula_key.cache_clear()
