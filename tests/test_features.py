@@ -95,3 +95,23 @@ def test_bad_input():
         featurize(-np.ones(80))
     with pytest.raises(ValueError, match="'Xe' is not one of the 80"):
         featurize(["MgO", "XeO3"])
+
+
+def test_single_row_fast_path_matches_matminer(matminer_featurizer):
+    from oxide_env.chemistry.features import featurize_one
+
+    rng = np.random.default_rng(21)
+    amounts = np.vstack([random_compositions(150, seed=22),
+                         random_compositions(50, seed=23).astype(float) / rng.integers(1, 7, (50, 1))])
+    ref = _reference(matminer_featurizer, amounts)
+    ours = np.stack([featurize_one(row) for row in amounts])
+    assert np.max(np.abs(ours - ref)) <= 1e-9
+    assert np.all(featurize_one(np.zeros(80)) == 0)
+
+
+def test_feature_bounds_contain_features():
+    from oxide_env.chemistry.features import feature_bounds
+
+    low, high = feature_bounds()
+    x = featurize(np.vstack([random_compositions(500, seed=31), np.zeros((1, 80), dtype=int)]))
+    assert np.all(x >= low - 1e-9) and np.all(x <= high + 1e-9)

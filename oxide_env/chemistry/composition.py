@@ -50,6 +50,7 @@ def _electronegativity_order() -> np.ndarray:
 
 
 _WRITE_ORDER = _electronegativity_order()
+_WRITE_RANK = np.argsort(_WRITE_ORDER)
 
 
 def formula_to_amounts(formula: str) -> np.ndarray:
@@ -205,9 +206,9 @@ def counts_to_formula(counts: Sequence[float] | np.ndarray, *, reduce: bool = Fa
         arr = reduce_counts(arr)
     elif np.any(arr < 0):
         raise ValueError(f"Invalid counts: {ELEMENTS[int(np.argmin(arr))]} is negative; counts must be >= 0.")
-    return "".join(
-        ELEMENTS[i] + _format_amount(arr[i]) for i in _WRITE_ORDER if arr[i] != 0
-    )
+    nonzero = np.flatnonzero(arr)
+    order = nonzero[np.argsort(_WRITE_RANK[nonzero])]
+    return "".join(ELEMENTS[i] + _format_amount(arr[i]) for i in order.tolist())
 
 
 def reduced_formula(formula_or_counts: str | Sequence[int] | np.ndarray) -> str:

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -76,6 +77,8 @@ class _Tables:
         self.electronegativity = np.array(
             [pmg.get_elemental_property(e, "X") for e in elements], dtype=np.float64
         )
+        self.electronegativity_list = self.electronegativity.tolist()
+        self.magpie_valence = np.ascontiguousarray(np.hstack([self.magpie, self.valence]))
         self.oxidation_states = [tuple(pmg.get_oxidation_states(e)) for e in elements]
         self.n_states = np.array([len(s) for s in self.oxidation_states])
         max_states = int(self.n_states.max())
@@ -195,6 +198,8 @@ def featurize(compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
     """
     amounts = as_amount_matrix(compositions)
     n = amounts.shape[0]
+    if n == 1:
+        return featurize_one(amounts[0])[None, :]
     out = np.zeros((n, N_FEATURES), dtype=np.float64)
     if n == 0:
         return out
@@ -246,3 +251,101 @@ def featurize(compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
 
     out[nonempty] = np.concatenate(cols, axis=1)
     return out
+
+
+def _compound_possible_one(idx: list[int], amt: list[float]) -> bool:
+    """Single-row :func:`_compound_possible` in plain Python (same arithmetic)."""
+    t = _tables()
+    fixed = 0.0
+    choices = []
+    for i, a in zip(idx, amt):
+        states = t.oxidation_states[i]
+        if len(states) == 1:
+            fixed += a * states[0]
+        else:
+            choices.append([a * s for s in states])
+    if not choices:
+        return abs(fixed) <= _NEUTRAL_ATOL
+    sums = [fixed]
+    for options in choices:
+        sums = [x + c for x in sums for c in options]
+    return any(abs(x) <= _NEUTRAL_ATOL for x in sums)
+
+
+def featurize_one(amounts: np.ndarray) -> np.ndarray:
+    """Features of one amount vector ``(80,)`` (a faster path than the batch code for one row).
+
+    Same numbers as :func:`featurize` (tested); used by the environment at every step.
+    """
+    t = _tables()
+    out = np.zeros(N_FEATURES, dtype=np.float64)
+    idx = np.flatnonzero(amounts)
+    k = idx.size
+    if k == 0:
+        return out
+    amt = amounts[idx].astype(np.float64)
+    amt_list = amt.tolist()
+    total = sum(amt_list)
+    frac = [a / total for a in amt_list]
+    out[0] = k
+    for j, p in enumerate(STOICHIOMETRY_P[1:], start=1):
+        out[j] = sum(f**p for f in frac) ** (1.0 / p)
+    props = t.magpie_valence[idx]  # (k, 26): 22 Magpie properties then 4 valence counts
+    pmin, pmax = props.min(axis=0), props.max(axis=0)
+    mean = (amt @ props) / total
+    wmax = max(amt_list)
+    tol = _MODE_ATOL + _MODE_RTOL * abs(wmax)
+    top = [i for i, a in enumerate(amt_list) if abs(a - wmax) <= tol]
+    mode = props[top[0]] if len(top) == 1 else props[top].min(axis=0)
+    n_props = len(MAGPIE_PROPERTIES)
+    block = out[len(STOICHIOMETRY_P) : len(STOICHIOMETRY_P) + n_props * 6].reshape(n_props, 6)
+    block[:, 0] = pmin[:n_props]
+    block[:, 1] = pmax[:n_props]
+    block[:, 2] = pmax[:n_props] - pmin[:n_props]
+    block[:, 3] = mean[:n_props]
+    block[:, 4] = (amt @ np.abs(props[:, :n_props] - mean[:n_props])) / total
+    block[:, 5] = mode[:n_props]
+    base = len(STOICHIOMETRY_P) + n_props * 6
+    out[base : base + 4] = mean[n_props:]
+    if k >= 2:
+        x = t.electronegativity_list
+        els = idx.tolist()
+        max_ionic, avg_ionic = 0.0, 0.0
+        for a in range(k):
+            for b in range(a + 1, k):
+                ionic = 1.0 - math.exp(-0.25 * (x[els[a]] - x[els[b]]) ** 2)
+                max_ionic = max(max_ionic, ionic)
+                avg_ionic += frac[a] * frac[b] * ionic
+        out[base + 4] = float(_compound_possible_one(els, amt_list))
+        out[base + 5] = max_ionic
+        out[base + 6] = avg_ionic
+    else:
+        out[base + 4] = 1.0
+    return out
+
+
+def feature_bounds(max_elements: int = N_ELEMENTS) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of every feature (element-table ranges; zeros included).
+
+    Args:
+        max_elements: largest number of distinct elements in a composition (bounds "0-norm").
+    """
+    t = _tables()
+    low = np.zeros(N_FEATURES)
+    high = np.zeros(N_FEATURES)
+    high[0] = max_elements
+    high[1 : len(STOICHIOMETRY_P)] = 1.0
+    pmin, pmax = t.magpie.min(axis=0), t.magpie.max(axis=0)
+    base = len(STOICHIOMETRY_P)
+    for i in range(len(MAGPIE_PROPERTIES)):
+        for j, stat in enumerate(MAGPIE_STATS):
+            col = base + i * len(MAGPIE_STATS) + j
+            if stat in ("range", "avg_dev"):
+                low[col], high[col] = 0.0, pmax[i] - pmin[i]
+            else:
+                low[col], high[col] = min(0.0, pmin[i]), max(0.0, pmax[i])
+    base += len(MAGPIE_PROPERTIES) * len(MAGPIE_STATS)
+    low[base : base + 4] = np.minimum(0.0, t.valence.min(axis=0))
+    high[base : base + 4] = t.valence.max(axis=0)
+    high[base + 4 : base + 7] = 1.0
+    return low, high
