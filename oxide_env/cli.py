@@ -140,6 +140,48 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import predictors
+
+    names = args.property or list(predictors.PREDICTOR_NAMES)
+    models = [predictors.load(name) for name in names]
+    header = ["formula"] + [f"{m.name} ({m.units})" for m in models]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    results = {}
+    for formula in args.formulas:
+        cells, results[formula] = [formula], {}
+        for m in models:
+            mean, std = m.predict_with_std([formula])
+            cells.append(f"{mean[0]:.3f} ± {std[0]:.3f}")
+            results[formula][m.name] = {"mean": float(mean[0]), "std": float(std[0]), "units": m.units}
+        lines.append("| " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    print("± is the ensemble standard deviation: large values mean the composition is unlike the training data.")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def cmd_train_predictors(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import predictors
+    from predictors.training import DEFAULT_CONFIGS, train
+
+    out = Path(args.out) if args.out else predictors.weights_dir()
+    for name in args.property or list(predictors.PREDICTOR_NAMES):
+        config = dataclasses.replace(DEFAULT_CONFIGS[name], seed=args.seed)
+        if args.epochs is not None:
+            config = dataclasses.replace(config, epochs=args.epochs)
+        model, report = train(name, config, progress=True)
+        model.save(out)
+        t = report["test"]
+        print(f"{name}: test R2 {t['r2']:.3f}  MAE {t['mae']:.4g}  RMSE {t['rmse']:.4g} {report['units']}"
+              f"  ({report['n_train']} train / {report['n_test']} test, {report['train_seconds']:.0f} s)"
+              f" -> {out / (name + '.safetensors')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oxide-rl",
@@ -169,6 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
     p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("predict", help="Predict the four properties of formulas, with uncertainty.",
+                       description="Predicted formation energy (eV/atom), ln bulk and shear modulus "
+                       "(ln GPa) and sintering temperature (degC) with the shipped predictors.")
+    p.add_argument("formulas", nargs="+", help="formulas, e.g. BaTiO3 MgAl2O4")
+    p.add_argument("--property", nargs="+", help="only these predictors (default: all four)")
+    p.add_argument("--json", metavar="PATH", help="also write the predictions as JSON")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("train-predictors", help="Retrain the property predictors from the curated data.",
+                       description="Train the ensemble MLP predictors on predictors/data/ (seeded "
+                       "90/10 split) and write safetensors weights.")
+    p.add_argument("--property", nargs="+", help="only these predictors (default: all four)")
+    p.add_argument("--seed", type=int, default=0, help="split and initialisation seed (default 0)")
+    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    p.add_argument("--out", metavar="DIR", help="where to write weights (default: the package's weights/)")
+    p.set_defaults(func=cmd_train_predictors)
     return parser
 
 

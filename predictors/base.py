@@ -1,0 +1,184 @@
+"""The predictor interface: ``predict(compositions) -> np.ndarray`` with units and uncertainty.
+
+A :class:`Predictor` wraps a trained :class:`~predictors.model.EnsembleMLP` and the
+project's featurizer. Weights live in ``predictors/weights/<name>.safetensors`` (tensors
+only, loaded without unpickling) beside ``<name>.json`` (architecture, units, training
+metrics and provenance).
+
+Example:
+    >>> import predictors
+    >>> model = predictors.load("bulk_modulus")
+    >>> model.units
+    'ln(GPa)'
+    >>> model.predict(["MgO", "Al2O3"]).shape
+    (2,)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PREDICTOR_NAMES: tuple[str, ...] = (
+    "formation_energy",
+    "bulk_modulus",
+    "shear_modulus",
+    "sintering_temperature",
+)
+"""Names accepted by :func:`load`."""
+
+UNITS: dict[str, str] = {
+    "formation_energy": "eV/atom",
+    "bulk_modulus": "ln(GPa)",
+    "shear_modulus": "ln(GPa)",
+    "sintering_temperature": "degC",
+}
+DESCRIPTIONS: dict[str, str] = {
+    "formation_energy": "formation energy per atom (DFT, Materials Project)",
+    "bulk_modulus": "natural log of the VRH bulk modulus (DFT, Materials Project)",
+    "shear_modulus": "natural log of the VRH shear modulus (DFT, Materials Project)",
+    "sintering_temperature": "sintering temperature (text-mined solid-state syntheses)",
+}
+
+
+class NotFittedError(RuntimeError):
+    """Raised when a predictor has no trained weights."""
+
+
+def check_name(name: str) -> str:
+    if name not in PREDICTOR_NAMES:
+        raise ValueError(f"Unknown predictor {name!r}; choose one of {', '.join(PREDICTOR_NAMES)}.")
+    return name
+
+
+def weights_dir() -> Path:
+    return Path(str(resources.files("predictors").joinpath("weights")))
+
+
+@dataclass
+class Predictor:
+    """A composition-only property model with an ensemble uncertainty.
+
+    Attributes:
+        name: property name, one of :data:`PREDICTOR_NAMES`.
+        units: units of the predictions.
+        net: the trained ensemble (``None`` until fitted).
+        metadata: training metrics, hyperparameters and provenance.
+    """
+
+    name: str
+    units: str
+    net: Any = None
+    metadata: dict[str, Any] | None = None
+
+    def _features(self, compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
+        from oxide_env.chemistry.features import featurize
+
+        return featurize(compositions)
+
+    def predict_members(self, compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
+        """Predictions of every ensemble member, shape ``(n_members, n)``."""
+        return self.members_from_features(self._features(compositions))
+
+    def members_from_features(self, features: np.ndarray) -> np.ndarray:
+        """Member predictions from precomputed 145 Magpie features ``(n, 145)``.
+
+        Lets several predictors share one featurization (the environment's rewards do).
+        """
+        if self.net is None:
+            raise NotFittedError(
+                f"Predictor {self.name!r} has no weights; train it with `oxide-rl train-predictors`."
+            )
+        import torch
+
+        empty = ~features.any(axis=1)
+        if empty.any():
+            rows = np.flatnonzero(empty)[:10].tolist()
+            raise ValueError(f"Cannot predict {self.name} of an empty composition (rows {rows}).")
+        with torch.inference_mode():
+            out = self.net(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
+        return out.numpy().astype(np.float64)
+
+    def predict_with_std(self, compositions: str | Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation over the ensemble, each of shape ``(n,)``."""
+        members = self.predict_members(compositions)
+        return members.mean(axis=0), members.std(axis=0)
+
+    def predict(self, compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
+        """Predicted property (ensemble mean) in :attr:`units`, shape ``(n,)``.
+
+        Args:
+            compositions: formulas, an ``(80,)`` count/amount vector or an ``(n, 80)`` matrix.
+
+        Raises:
+            ValueError: for unknown elements, malformed formulas or empty compositions.
+        """
+        return self.predict_members(compositions).mean(axis=0)
+
+    def predict_std(self, compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
+        """Ensemble standard deviation in :attr:`units`: large values flag extrapolation."""
+        return self.predict_members(compositions).std(axis=0)
+
+    __call__ = predict
+
+    def save(self, directory: str | Path | None = None) -> Path:
+        """Write ``<name>.safetensors`` and ``<name>.json`` into ``directory``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory) if directory is not None else weights_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        save_file(state, str(directory / f"{self.name}.safetensors"))
+        meta = dict(self.metadata or {})
+        meta.update(name=self.name, units=self.units, architecture=self.net.config())
+        (directory / f"{self.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return directory / f"{self.name}.safetensors"
+
+
+def load_from(directory: str | Path, name: str) -> Predictor:
+    """Load a predictor saved by :meth:`Predictor.save` (no unpickling)."""
+    from safetensors.torch import load_file
+
+    from predictors.model import EnsembleMLP
+
+    check_name(name)
+    directory = Path(directory)
+    meta_path = directory / f"{name}.json"
+    if not meta_path.is_file():
+        raise NotFittedError(
+            f"No weights for predictor {name!r} in {directory}; train with `oxide-rl train-predictors`."
+        )
+    meta = json.loads(meta_path.read_text())
+    net = EnsembleMLP(**meta["architecture"])
+    net.load_state_dict(load_file(str(directory / f"{name}.safetensors")))
+    net.eval()
+    return Predictor(name=name, units=meta["units"], net=net, metadata=meta)
+
+
+@lru_cache(maxsize=None)
+def _load_shipped(name: str) -> Predictor:
+    return load_from(weights_dir(), name)
+
+
+def load(name: str) -> Predictor:
+    """Load a shipped, pretrained predictor by name (cached).
+
+    Args:
+        name: one of ``formation_energy`` (eV/atom), ``bulk_modulus`` (ln GPa),
+            ``shear_modulus`` (ln GPa), ``sintering_temperature`` (degC).
+
+    Raises:
+        ValueError: for an unknown name.
+
+    Example:
+        >>> load("formation_energy").units
+        'eV/atom'
+    """
+    return _load_shipped(check_name(name))

@@ -1,0 +1,176 @@
+"""Training and evaluation of the four predictors (kept out of the model classes).
+
+Protocol (as the paper, Appendix A.2): a seeded random 90/10 train/test split of the
+curated table. Inside the 90 %, a further 10 % is held out for choosing the best epoch;
+the reported metrics are on the untouched 10 % test split, and the shipped model is the
+one trained on the 90 % (so the numbers describe the model users get).
+
+Example (a few seconds):
+    >>> from predictors.training import TrainConfig, train
+    >>> predictor, report = train("bulk_modulus", TrainConfig(epochs=2, n_members=2, hidden=32))
+    >>> sorted(report["test"])
+    ['mae', 'r2', 'rmse']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from predictors.base import DESCRIPTIONS, UNITS, Predictor, check_name
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one predictor's training run."""
+
+    seed: int = 0
+    test_fraction: float = 0.1
+    val_fraction: float = 0.1
+    n_members: int = 5
+    hidden: int = 256
+    depth: int = 3
+    dropout: float = 0.0
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    huber_beta: float = 0.25
+    max_steps: int | None = None
+
+
+DEFAULT_CONFIGS: dict[str, TrainConfig] = {
+    "formation_energy": TrainConfig(epochs=30, batch_size=512, hidden=384, n_members=4, huber_beta=0.1),
+    "bulk_modulus": TrainConfig(epochs=60),
+    "shear_modulus": TrainConfig(epochs=60),
+    "sintering_temperature": TrainConfig(epochs=100, hidden=512, dropout=0.2, huber_beta=1.0),
+}
+"""The shipped models' hyperparameters (chosen on the validation split, see benchmarks/predictors.py)."""
+
+
+def split_indices(n: int, *, seed: int, test_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random train / test indices (test = ``round(test_fraction * n)`` rows)."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    n_test = int(round(test_fraction * n))
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """R², MAE and RMSE."""
+    err = y_pred - y_true
+    ss_res = float(np.sum(err**2))
+    ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
+    return {"r2": 1.0 - ss_res / ss_tot, "mae": float(np.mean(np.abs(err))),
+            "rmse": float(np.sqrt(np.mean(err**2)))}
+
+
+def train(name: str, config: TrainConfig | None = None, *, table=None,
+          progress: bool = False) -> tuple[Predictor, dict]:
+    """Train one predictor on its curated table and evaluate it on the test split.
+
+    Args:
+        name: predictor name.
+        config: hyperparameters (default: :data:`DEFAULT_CONFIGS`).
+        table: a ``formula, target`` DataFrame to train on (default: the shipped curated table).
+        progress: show a tqdm progress bar over epochs.
+
+    Returns:
+        ``(predictor, report)``; the report holds dataset sizes, test metrics, the test
+        predictions, training time and the configuration.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from oxide_env.chemistry.features import featurize
+    from predictors.data import load_table
+    from predictors.model import EnsembleMLP
+
+    check_name(name)
+    cfg = config or DEFAULT_CONFIGS[name]
+    t_start = time.perf_counter()
+    table = load_table(name) if table is None else table
+    formulas = table["formula"].tolist()
+    x_all = featurize(formulas).astype(np.float32)
+    y_all = table["target"].to_numpy(np.float64)
+    train_idx, test_idx = split_indices(len(y_all), seed=cfg.seed, test_fraction=cfg.test_fraction)
+    fit_idx, val_idx = split_indices(len(train_idx), seed=cfg.seed + 1, test_fraction=cfg.val_fraction)
+    fit_idx, val_idx = train_idx[fit_idx], train_idx[val_idx]
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    net = EnsembleMLP(x_all.shape[1], hidden=cfg.hidden, depth=cfg.depth,
+                      n_members=cfg.n_members, dropout=cfg.dropout)
+    x_fit = torch.from_numpy(x_all[fit_idx])
+    y_fit = torch.from_numpy(y_all[fit_idx].astype(np.float32))
+    net.set_normalization(x_fit.mean(0), x_fit.std(0), float(y_fit.mean()), float(y_fit.std()))
+    y_fit_n = (y_fit - net.y_mean) / net.y_std
+    x_val = torch.from_numpy(x_all[val_idx])
+    y_val = y_all[val_idx]
+
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = int(np.ceil(len(fit_idx) / cfg.batch_size))
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.1)
+    best_mae, best_state, best_epoch, step = np.inf, None, -1, 0
+    bar = tqdm(range(cfg.epochs), desc=f"train {name}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        net.train()
+        perm = torch.randperm(len(fit_idx), generator=gen)
+        for start in range(0, len(perm), cfg.batch_size):
+            if step >= total_steps:
+                break
+            batch = perm[start : start + cfg.batch_size]
+            pred = net.forward_normalized(x_fit[batch])  # (members, batch)
+            loss = torch.nn.functional.smooth_l1_loss(
+                pred, y_fit_n[batch].expand_as(pred), beta=cfg.huber_beta
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+        net.eval()
+        with torch.inference_mode():
+            val_mae = float(np.mean(np.abs(net(x_val).mean(0).numpy() - y_val)))
+        if val_mae < best_mae:
+            best_mae, best_epoch = val_mae, epoch
+            best_state = {k: v.clone() for k, v in net.state_dict().items()}
+        bar.set_postfix(val_mae=f"{val_mae:.4g}", best=f"{best_mae:.4g}")
+        if step >= total_steps:
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    train_seconds = time.perf_counter() - t_start
+
+    with torch.inference_mode():
+        members = net(torch.from_numpy(x_all[test_idx])).numpy().astype(np.float64)
+    y_test = y_all[test_idx]
+    test = regression_metrics(y_test, members.mean(0))
+    report = {
+        "name": name,
+        "units": UNITS[name],
+        "description": DESCRIPTIONS[name],
+        "n_total": int(len(y_all)),
+        "n_train": int(len(train_idx)),
+        "n_test": int(len(test_idx)),
+        "test": test,
+        "target_min": float(y_all.min()),
+        "target_max": float(y_all.max()),
+        "best_epoch": int(best_epoch),
+        "val_mae": float(best_mae),
+        "train_seconds": float(train_seconds),
+        "config": dataclasses.asdict(cfg),
+        "test_formulas": [formulas[i] for i in test_idx],
+        "test_true": y_test.tolist(),
+        "test_pred": members.mean(0).tolist(),
+        "test_std": members.std(0).tolist(),
+    }
+    meta = {k: v for k, v in report.items() if not k.startswith("test_")}
+    predictor = Predictor(name=name, units=UNITS[name], net=net, metadata=meta)
+    return predictor, report
