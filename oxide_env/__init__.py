@@ -33,3 +33,7 @@ __all__ = [
     "reduced_formula",
 ]
 __version__ = "0.1.0"
+
+from gymnasium.envs.registration import register  # noqa: E402
+
+register(id="OxideComposition-v0", entry_point="oxide_env.env:OxideCompositionEnv")

@@ -1,0 +1,304 @@
+"""The ``OxideComposition-v0`` Gymnasium environment."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from oxide_env.chemistry.completion import completable_actions, hard_rule_mask
+from oxide_env.chemistry.composition import counts_to_formula
+from oxide_env.chemistry.elements import ELEMENTS, MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
+from oxide_env.chemistry.features import N_FEATURES, feature_bounds, featurize_one
+from oxide_env.tasks import RewardModel, Task, make_task
+
+N_STEPS = 5
+N_COUNTS = MAX_COUNT + 1
+N_ACTIONS = N_ELEMENTS * N_COUNTS
+OBS_DIM = N_FEATURES + N_STEPS
+ExactMask = Literal["charge_neutral", "electronegativity_balanced"]
+Oracle = Callable[[np.ndarray, np.ndarray], np.ndarray]
+_ALL_ACTIONS = np.arange(N_ACTIONS)
+
+
+class _StateCache:
+    """Memoised (features, formula) of (partial) compositions; most states repeat across episodes."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self.size = size
+        self.store: OrderedDict[bytes, tuple[np.ndarray, str]] = OrderedDict()
+
+    def __call__(self, counts: np.ndarray) -> tuple[np.ndarray, str]:
+        key = counts.tobytes()
+        hit = self.store.get(key)
+        if hit is None:
+            hit = (featurize_one(counts).astype(np.float32), counts_to_formula(counts))
+            self.store[key] = hit
+            if len(self.store) > self.size:
+                self.store.popitem(last=False)
+        return hit
+
+
+_STATES = _StateCache()
+# hard-rule masks depend only on (step, whether a non-oxygen element is present)
+_HARD_MASKS = {
+    (step, has_other): hard_rule_mask(np.eye(N_ELEMENTS, dtype=np.int64)[0 if has_other else OXYGEN_INDEX], step)
+    for step in range(N_STEPS)
+    for has_other in (False, True)
+}
+for _m in _HARD_MASKS.values():
+    _m.flags.writeable = False
+
+
+def observation(counts: np.ndarray, step: int) -> np.ndarray:
+    """The 150-dim observation: 145 Magpie features then a one-hot of the step (all zeros at the end)."""
+    obs = np.zeros(OBS_DIM, dtype=np.float32)
+    obs[:N_FEATURES] = _STATES(counts)[0]
+    if step < N_STEPS:
+        obs[N_FEATURES + step] = 1.0
+    return obs
+
+
+def decode_action(action: int) -> tuple[int, int]:
+    """``action -> (element_index, count)``: ``action = 10 * element_index + count``."""
+    return divmod(int(action), N_COUNTS)
+
+
+class OxideCompositionEnv(gym.Env):
+    """Build an oxide composition element by element; the reward is a predicted property.
+
+    ## Description
+    The environment of "Deep Reinforcement Learning for Inverse Inorganic Materials Design"
+    (Pan, Karpovich, Olivetti). An episode builds one composition in exactly five steps:
+    four free additions (any of 80 elements, count 0-9) and a final addition of oxygen
+    (count 1-9). The terminal reward is a property predicted from the composition.
+
+    ## Action Space
+    ``Discrete(800)``: ``action = 10 * element_index + count`` over
+    :data:`oxide_env.ELEMENTS` (pinned order) and counts 0-9. Count 0 adds nothing; an
+    element already present adds up (Fe2 then Fe3 gives Fe5).
+
+    ## Observation Space
+    ``Box((150,), float32)`` (bounds from the element tables): the 145 Magpie features of the current composition
+    (zeros when empty; exactly matminer's, see :func:`oxide_env.featurize`), then a one-hot
+    of the step (5 entries; all zero in the terminal observation). The integer composition
+    is in ``info["composition"]``.
+
+    ## Action masks
+    ``action_masks()`` (the sb3-contrib contract) and ``info["action_mask"]`` give the allowed
+    actions: the hard rules (steps 1-4 any element; at step 4, if nothing but oxygen has been
+    added, count 0 and oxygen are masked so the episode cannot end with oxygen alone; step 5
+    oxygen 1-9 only), AND the optional exact constraint masks (``exact_masks``: actions after
+    which no completion can be charge neutral / electronegativity balanced are masked), AND
+    the optional constraint oracles (``constraint_oracles``: ``oracle(obs, actions) -> p``,
+    masked where ``p < oracle_threshold``). The mask is never all-false: if the oracles or the
+    exact masks would leave nothing, the less restrictive mask is used and
+    ``info["mask_fallback"]`` is True.
+
+    Stepping an action outside the *hard-rule* mask (``check_env`` and algorithms without
+    masking do this) ends the episode at once with ``terminated=True``, the reward
+    ``invalid_action_reward`` and ``info["invalid_action"] = True``; the composition is left
+    unchanged. Actions masked only by oracles or exact masks are advice: they are executed
+    normally and flagged with ``info["masked_action"] = True``.
+
+    ## Starting State
+    The empty composition at step 0.
+
+    ## Rewards
+    0 before the end; at step 5 the task's reward of the final composition (paper Table 3,
+    see :mod:`oxide_env.tasks`), computed by the shipped predictors. Optional shaping, off by
+    default: ``invalid_penalty`` (per failed validity check) and ``uncertainty_penalty``
+    (times the ensemble std of the task's properties).
+
+    ## Episode End
+    ``terminated=True`` after the fifth step (or an invalid action). There is no truncation.
+    The final ``info`` adds ``charge_neutral``, ``electronegativity_balanced``,
+    ``properties`` (all predicted properties) and ``property_std``.
+
+    ## Arguments
+    ``gym.make("OxideComposition-v0", task="bulk_modulus", lam=None, predictors=None,
+    constraint_oracles=None, oracle_threshold=0.5, exact_masks=None, invalid_penalty=0.0,
+    uncertainty_penalty=0.0, invalid_action_reward=None, render_mode=None)``
+
+    * ``task``: a preset (``formation_energy``, ``bulk_modulus``, ``shear_modulus``,
+      ``sintering_temperature``, ``sintering_bulk``), a ``{predictor: weight}`` dict, or a
+      callable ``counts (n, 80) -> rewards (n,)``.
+    * ``lam``: the bulk-modulus weight of ``sintering_bulk`` (paper: 62.5, 125, 250).
+    * ``predictors``: ``{name: predictor or callable}`` replacing the shipped models.
+    * ``exact_masks``: ``None``, ``"charge_neutral"`` or ``"electronegativity_balanced"``.
+    * ``invalid_action_reward``: reward of a hard-rule violation (default: the task's reward at
+      the worst end of each property's training range).
+
+    ## Version History
+    * v0: initial version, the paper's setting.
+
+    Example:
+        >>> import gymnasium as gym, oxide_env
+        >>> env = gym.make("OxideComposition-v0", task="bulk_modulus")
+        >>> obs, info = env.reset(seed=0)
+        >>> obs.shape, int(info["action_mask"].sum())
+        ((150,), 800)
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        task: str | Mapping[str, float] | Task | Callable[[np.ndarray], np.ndarray] = "bulk_modulus",
+        *,
+        lam: float | None = None,
+        predictors: Mapping[str, Any] | None = None,
+        constraint_oracles: Oracle | Sequence[Oracle] | None = None,
+        oracle_threshold: float = 0.5,
+        exact_masks: ExactMask | None = None,
+        invalid_penalty: float = 0.0,
+        uncertainty_penalty: float = 0.0,
+        invalid_action_reward: float | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        # Only "ansi" renders; other modes (SB3's make_vec_env passes "rgb_array") render nothing.
+        if exact_masks not in (None, "charge_neutral", "electronegativity_balanced"):
+            raise ValueError(f"Invalid exact_masks={exact_masks!r}; choose None, 'charge_neutral' "
+                             "or 'electronegativity_balanced'.")
+        if constraint_oracles is None:
+            oracles: tuple[Oracle, ...] = ()
+        elif callable(constraint_oracles):
+            oracles = (constraint_oracles,)
+        elif isinstance(constraint_oracles, Sequence) and all(callable(o) for o in constraint_oracles):
+            oracles = tuple(constraint_oracles)
+        else:
+            raise ValueError(f"Invalid constraint_oracles={constraint_oracles!r}: expected a callable "
+                             "oracle(obs, actions) -> probabilities, or a list of them.")
+        if isinstance(oracle_threshold, bool) or not isinstance(oracle_threshold, (int, float)) \
+                or not 0.0 <= oracle_threshold <= 1.0:
+            raise ValueError(f"Invalid oracle_threshold={oracle_threshold!r}: expected a number in [0, 1].")
+        self.task = make_task(task, lam=lam)
+        self.rewarder = RewardModel(self.task, predictors, invalid_penalty=invalid_penalty,
+                                    uncertainty_penalty=uncertainty_penalty)
+        if invalid_action_reward is None:
+            invalid_action_reward = self.rewarder.worst_reward()
+        elif isinstance(invalid_action_reward, bool) or not isinstance(invalid_action_reward, (int, float)) \
+                or not np.isfinite(invalid_action_reward):
+            raise ValueError(f"Invalid invalid_action_reward={invalid_action_reward!r}: expected a finite number.")
+        self.invalid_action_reward = float(invalid_action_reward)
+        self.oracles = oracles
+        self.oracle_threshold = float(oracle_threshold)
+        self.exact_masks = exact_masks
+        self.render_mode = render_mode
+        self.action_space = spaces.Discrete(N_ACTIONS)
+        low, high = feature_bounds(max_elements=N_STEPS)
+        self.observation_space = spaces.Box(
+            low=np.concatenate([low, np.zeros(N_STEPS)]).astype(np.float32),
+            high=np.concatenate([high, np.ones(N_STEPS)]).astype(np.float32),
+            dtype=np.float32,
+        )
+        self.counts = np.zeros(N_ELEMENTS, dtype=np.int64)
+        self.step_index = 0
+        self._obs = observation(self.counts, 0)
+        self._hard_mask = hard_rule_mask(self.counts, 0)
+        self._mask = self._hard_mask.copy()
+        self._mask_fallback = False
+        self._last_action: int | None = None
+        self._done = False
+
+    # ------------------------------------------------------------------ masks
+    def _compute_masks(self) -> None:
+        if self.step_index >= N_STEPS:
+            self._hard_mask = np.zeros(N_ACTIONS, dtype=bool)
+            self._mask = self._hard_mask.copy()
+            self._mask_fallback = False
+            return
+        has_other = bool(self.counts.sum() > self.counts[OXYGEN_INDEX])
+        mask = _HARD_MASKS[(self.step_index, has_other)]
+        self._hard_mask = mask
+        fallback = False
+        if self.exact_masks is not None:
+            exact = mask & completable_actions(self.counts, self.step_index, self.exact_masks)
+            if exact.any():
+                mask = exact
+            else:
+                fallback = True
+        for oracle in self.oracles:
+            p = np.asarray(oracle(self._obs, _ALL_ACTIONS), dtype=np.float64).reshape(-1)
+            if p.shape != (N_ACTIONS,):
+                raise ValueError(f"A constraint oracle returned shape {p.shape}; expected (800,).")
+            allowed = mask & (p >= self.oracle_threshold)
+            if allowed.any():
+                mask = allowed
+            else:
+                fallback = True
+        self._mask = mask
+        self._mask_fallback = fallback
+
+    def action_masks(self) -> np.ndarray:
+        """Allowed actions of the current state, ``bool (800,)`` (sb3-contrib's contract)."""
+        return self._mask.copy()
+
+    # ------------------------------------------------------------------ API
+    def _info(self) -> dict[str, Any]:
+        return {
+            "composition": self.counts.copy(),
+            "formula": _STATES(self.counts)[1],
+            "step": self.step_index,
+            "action_mask": self._mask.copy(),
+            "mask_fallback": self._mask_fallback,
+        }
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.counts = np.zeros(N_ELEMENTS, dtype=np.int64)
+        self.step_index = 0
+        self._last_action = None
+        self._done = False
+        self._obs = observation(self.counts, 0)
+        self._compute_masks()
+        return self._obs.copy(), self._info()
+
+    def step(self, action):
+        if self._done:
+            raise RuntimeError("step() called on a finished episode; call reset() first.")
+        if not self.action_space.contains(action):
+            raise ValueError(f"Invalid action={action!r}: expected an integer in [0, 800).")
+        action = int(action)
+        self._last_action = action
+        if not self._hard_mask[action]:
+            self._done = True
+            self._mask = np.ones(N_ACTIONS, dtype=bool)  # finished: nothing to choose, never all-false
+            info = self._info()
+            info.update(invalid_action=True, masked_action=True)
+            return self._obs.copy(), self.invalid_action_reward, True, False, info
+        masked = not self._mask[action]
+        element, count = decode_action(action)
+        self.counts[element] += count
+        self.step_index += 1
+        terminated = self.step_index == N_STEPS
+        self._obs = observation(self.counts, self.step_index)
+        reward = 0.0
+        extra: dict[str, Any] = {"invalid_action": False, "masked_action": masked}
+        if terminated:
+            self._done = True
+            value, props, stds, neutral, balanced = self.rewarder.evaluate(self.counts[None])[0]
+            reward = value
+            extra.update(charge_neutral=neutral, electronegativity_balanced=balanced,
+                         properties=props, property_std=stds)
+            self._mask = np.ones(N_ACTIONS, dtype=bool)  # terminal: nothing to choose
+            self._mask_fallback = False
+        else:
+            self._compute_masks()
+        info = self._info()
+        info.update(extra)
+        return self._obs.copy(), float(reward), terminated, False, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        formula = counts_to_formula(self.counts) or "(empty)"
+        last = ""
+        if self._last_action is not None:
+            element, count = decode_action(self._last_action)
+            last = f" | last action: {ELEMENTS[element]} x{count}"
+        return f"step {self.step_index}/{N_STEPS}: {formula}{last}"

@@ -1,0 +1,231 @@
+"""Tasks (paper Table 3) as data, and the batched reward model behind them.
+
+A task is a weighted sum of predicted properties: ``{"bulk_modulus": 1.0,
+"sintering_temperature": -1.0}`` means ``R = K - S``. Units are the predictors' (E in
+eV/atom, K and G in ln GPa, S in degC), so the paper's lambda keep their meaning.
+
+Presets (the paper's Table 3):
+
+=========================  ==========================================
+``formation_energy``       ``-E``
+``bulk_modulus``           ``K``
+``shear_modulus``          ``G``
+``sintering_temperature``  ``-S``
+``sintering_bulk``         ``-S + lam * K``, ``lam`` in 62.5, 125, 250
+=========================  ==========================================
+
+Example:
+    >>> make_task("sintering_bulk", lam=125).terms
+    (('sintering_temperature', -1.0), ('bulk_modulus', 125.0))
+    >>> make_task({"bulk_modulus": 1.0, "sintering_temperature": -1.0}).name
+    'custom'
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from oxide_env.chemistry.features import featurize
+
+PREDICTOR_NAMES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
+PAPER_LAMBDAS = (62.5, 125.0, 250.0)
+TASK_PRESETS: dict[str, dict[str, float]] = {
+    "formation_energy": {"formation_energy": -1.0},
+    "bulk_modulus": {"bulk_modulus": 1.0},
+    "shear_modulus": {"shear_modulus": 1.0},
+    "sintering_temperature": {"sintering_temperature": -1.0},
+    "sintering_bulk": {"sintering_temperature": -1.0, "bulk_modulus": 125.0},
+}
+"""Preset name -> terms; ``sintering_bulk``'s bulk weight is replaced by ``lam``."""
+
+RewardFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A reward: ``sum(weight * property)`` over named predictors, or a custom callable.
+
+    Attributes:
+        name: preset name, ``"custom"`` for user terms, or the callable's name.
+        terms: ``(predictor name, weight)`` pairs; empty for a callable task.
+        fn: custom reward ``fn(counts (n, 80)) -> rewards (n,)``, or ``None``.
+    """
+
+    name: str
+    terms: tuple[tuple[str, float], ...] = ()
+    fn: RewardFn | None = field(default=None, compare=False)
+
+    @property
+    def property_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.terms)
+
+    def reward(self, properties: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Weighted sum of the task's properties (each an array over compositions)."""
+        total = None
+        for name, weight in self.terms:
+            term = weight * np.asarray(properties[name], dtype=np.float64)
+            total = term if total is None else total + term
+        return total
+
+
+def make_task(task: str | Mapping[str, float] | Task | RewardFn, lam: float | None = None) -> Task:
+    """Build a :class:`Task` from a preset name, a ``{predictor: weight}`` mapping, or a callable.
+
+    Args:
+        task: preset name (see module docstring), terms mapping, :class:`Task`, or a callable
+            ``counts (n, 80) -> rewards (n,)``.
+        lam: weight of the bulk modulus in ``sintering_bulk`` (default 125, the paper's middle).
+
+    Raises:
+        ValueError: unknown preset or predictor names, non-numeric weights or ``lam``, or
+            ``lam`` given for a task that has no lambda.
+    """
+    if lam is not None:
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
+            raise ValueError(f"Invalid lam={lam!r}: expected a finite number such as {PAPER_LAMBDAS}.")
+        if task != "sintering_bulk":
+            raise ValueError(f"lam={lam!r} only applies to task='sintering_bulk', not {task!r}.")
+    if isinstance(task, Task):
+        return task
+    if isinstance(task, str):
+        if task not in TASK_PRESETS:
+            raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(TASK_PRESETS)}, "
+                             "a {predictor: weight} dict or a callable.")
+        terms = dict(TASK_PRESETS[task])
+        if task == "sintering_bulk" and lam is not None:
+            terms["bulk_modulus"] = float(lam)
+        return Task(name=task, terms=tuple(terms.items()))
+    if isinstance(task, Mapping):
+        if not task:
+            raise ValueError("Invalid task={}: give at least one {predictor: weight} term.")
+        for name, weight in task.items():
+            if name not in PREDICTOR_NAMES:
+                raise ValueError(f"Unknown predictor {name!r} in task; choose from {', '.join(PREDICTOR_NAMES)}.")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise ValueError(f"Invalid weight {weight!r} for {name!r}: expected a finite number.")
+        return Task(name="custom", terms=tuple((k, float(v)) for k, v in task.items()))
+    if callable(task):
+        return Task(name=getattr(task, "__name__", "callable"), fn=task)
+    raise ValueError(f"Invalid task={task!r}: expected a preset name ({', '.join(TASK_PRESETS)}), "
+                     "a {predictor: weight} dict, a Task or a callable.")
+
+
+class RewardModel:
+    """Batched terminal rewards with property predictions, validity flags and a cache.
+
+    One featurization is shared by all predictors; results are memoised per composition
+    (most generated compositions repeat during training).
+
+    Args:
+        task: the :class:`Task`.
+        predictors: ``name -> predictor`` (objects of the ``predictors`` package, or callables
+            ``counts -> values``). Default: the shipped predictors, all four (every terminal
+            ``info`` reports all four properties).
+        invalid_penalty: subtracted when the final composition is not charge neutral (and again
+            when not electronegativity balanced). 0 = the paper's setting.
+        uncertainty_penalty: subtract ``uncertainty_penalty * sum(|w| * std)`` over the task's
+            terms (ensemble std), discouraging exploitation of predictor errors. 0 = paper.
+        cache_size: maximum number of memoised compositions.
+    """
+
+    def __init__(self, task: Task, predictors: Mapping[str, Any] | None = None, *,
+                 invalid_penalty: float = 0.0, uncertainty_penalty: float = 0.0,
+                 cache_size: int = 200_000) -> None:
+        for name, value in (("invalid_penalty", invalid_penalty), ("uncertainty_penalty", uncertainty_penalty)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"Invalid {name}={value!r}: expected a finite number >= 0.")
+        self.task = task
+        if predictors is None:
+            import predictors as _predictors
+
+            predictors = {name: _predictors.load(name) for name in PREDICTOR_NAMES}
+        else:
+            unknown = [n for n in predictors if n not in PREDICTOR_NAMES]
+            if unknown:
+                raise ValueError(f"Unknown predictor {unknown[0]!r}; choose from {', '.join(PREDICTOR_NAMES)}.")
+            missing = [n for n in task.property_names if n not in predictors]
+            if missing:
+                raise ValueError(f"Task {task.name!r} needs predictor {missing[0]!r}, which was not given.")
+        self.predictors = dict(predictors)
+        self.invalid_penalty = float(invalid_penalty)
+        self.uncertainty_penalty = float(uncertainty_penalty)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, tuple[float, dict[str, float], dict[str, float], bool, bool]] = OrderedDict()
+
+    def _predict(self, counts: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        means, stds = {}, {}
+        features = None
+        for name, model in self.predictors.items():
+            if hasattr(model, "members_from_features"):
+                if features is None:
+                    features = featurize(counts)
+                members = model.members_from_features(features)
+                means[name], stds[name] = members.mean(axis=0), members.std(axis=0)
+            else:
+                means[name] = np.asarray(model(counts), dtype=np.float64)
+                stds[name] = np.zeros(len(counts))
+        return means, stds
+
+    def evaluate(self, counts: np.ndarray) -> list[tuple[float, dict[str, float], dict[str, float], bool, bool]]:
+        """For each composition: (reward, properties, property stds, charge neutral, EN balanced)."""
+        from oxide_env.chemistry.validity import charge_neutral, electronegativity_balanced
+
+        counts = np.asarray(counts, dtype=np.int64).reshape(-1, counts.shape[-1])
+        keys = [row.tobytes() for row in counts]
+        todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        if todo:
+            uniq = list(dict.fromkeys(keys[i] for i in todo))
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}
+            batch = counts[[first[k] for k in uniq]]
+            means, stds = self._predict(batch)
+            neutral = charge_neutral(batch)
+            balanced = electronegativity_balanced(batch)
+            if self.task.fn is not None:
+                rewards = np.asarray(self.task.fn(batch), dtype=np.float64).reshape(-1)
+            else:
+                rewards = self.task.reward(means)
+                if self.uncertainty_penalty:
+                    spread = sum(abs(w) * stds[n] for n, w in self.task.terms)
+                    rewards = rewards - self.uncertainty_penalty * spread
+            if self.invalid_penalty:
+                rewards = rewards - self.invalid_penalty * ((~neutral).astype(float) + (~balanced).astype(float))
+            if not np.all(np.isfinite(rewards)):
+                raise ValueError("The task produced a non-finite reward; check the task callable.")
+            for j, key in enumerate(uniq):
+                self._cache[key] = (
+                    float(rewards[j]),
+                    {n: float(v[j]) for n, v in means.items()},
+                    {n: float(v[j]) for n, v in stds.items()},
+                    bool(neutral[j]),
+                    bool(balanced[j]),
+                )
+                if len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return [self._cache[k] for k in keys]
+
+    def rewards(self, counts: np.ndarray) -> np.ndarray:
+        """Terminal rewards of a batch of final compositions ``(n, 80)``."""
+        return np.array([r[0] for r in self.evaluate(counts)])
+
+    def worst_reward(self) -> float:
+        """The task's reward at the worst end of each property's training range.
+
+        The default reward for a hard-rule-violating action: no valid composition is worse
+        in expectation, so an algorithm that ignores masks learns to avoid them.
+        """
+        if self.task.fn is not None or not self.task.terms:
+            return 0.0
+        total = 0.0
+        for name, weight in self.task.terms:
+            meta = getattr(self.predictors[name], "metadata", None) or {}
+            lo, hi = meta.get("target_min"), meta.get("target_max")
+            if lo is None or hi is None:
+                return 0.0
+            total += weight * (lo if weight > 0 else hi)
+        return float(total)
