@@ -1,0 +1,360 @@
+"""``ConstrainedDQN``: the paper's agent (Sections 2.1-2.3, Appendix A.3-A.4) as an SB3 ``DQN``.
+
+What it changes in SB3's ``DQN`` (only hooks are overridden):
+
+* ``_sample_action`` — warm-up, epsilon and policy in one place: allowed actions = the env's
+  hard-rule mask (``action_masks()``) AND ``C_j(s, a) >= oracle_threshold`` for every learned
+  constraint oracle (falling back to the hard mask, and counting it, when the oracles would
+  leave nothing); then with probability epsilon a uniform allowed action, otherwise a uniform
+  sample among the top ``top_n_pct`` % allowed actions by Q. All in torch on the policy's
+  device, vectorized over environments.
+* ``predict(obs, action_masks=..., deterministic=...)`` — the same rules; deterministic is
+  greedy among the allowed actions.
+* ``train`` — the Bellman target's max over next actions respects the next state's mask
+  (stored by :class:`~agents.buffers.MaskedReplayBuffer`), terminal rows guarded; the oracles
+  are trained alongside with binary cross-entropy on the final composition's constraint
+  labels (c-hat), with accuracy and AUC on held-out transitions logged.
+* ``_on_step`` — the paper's epsilon schedule: ``eps0 * decay ** iteration`` where an
+  iteration is ``episodes_per_iteration`` episodes.
+
+Paper defaults and how they map onto SB3 settings: an *iteration* = 100 episodes = 500
+environment steps, realised as ``train_freq = (500 // n_envs, "step")`` (so 100 envs step 5
+times) with ``gradient_steps`` updates of ``batch_size = 100`` samples; 500 iterations =
+``total_timesteps = 250_000``; ``buffer_size = 50_000``; smooth L1 loss; Adam lr 0.01;
+``gamma = 0.9``; target network refreshed once per iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import DQN
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.common.vec_env import VecEnv
+from torch.nn import functional as F
+
+from agents.buffers import DEFAULT_CONSTRAINTS, MaskedReplayBuffer
+from agents.policies import ConstrainedDQNPolicy
+from agents.sampling import top_n_sample, uniform_allowed
+
+EPISODE_LENGTH = 5
+
+
+def _binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum formula (NaN if one class is absent)."""
+    pos, neg = labels == 1, labels == 0
+    if not pos.any() or not neg.any():
+        return math.nan
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    # average ranks of ties
+    _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, weights=ranks)
+    ranks = (sums / counts)[inv]
+    return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * neg.sum()))
+
+
+class ConstrainedDQN(DQN):
+    """The paper's constrained DQN with learned constraint oracles and top-n% sampling.
+
+    Args:
+        policy: SB3 policy name or class (default: the paper's Q-network,
+            :class:`~agents.policies.ConstrainedDQNPolicy`).
+        env: the environment (``OxideComposition-v0`` or any Discrete env with ``action_masks()``;
+            a VecEnv of many copies collects much faster).
+        constraints: terminal-``info`` keys the oracles learn (empty: no oracles, the paper's
+            DQN without constraints).
+        top_n_pct: percentage of the best allowed actions to sample from (paper: 20).
+        oracle_threshold: T, the oracles' acceptance threshold (paper: 0.5).
+        episodes_per_iteration: episodes per iteration (paper: 100).
+        exploration_initial_eps, exploration_decay: epsilon = eps0 * decay ** iteration
+            (paper: 0.99 and 0.99), never below ``exploration_final_eps``.
+        oracle_batch_size, oracle_gradient_steps: oracle updates per training call.
+        Other arguments are SB3 ``DQN``'s, with the paper's defaults.
+
+    Example:
+        >>> import gymnasium as gym, oxide_env
+        >>> model = ConstrainedDQN(env=gym.make("OxideComposition-v0", task="bulk_modulus"), seed=0)
+        >>> model.learn(total_timesteps=500).iteration  # 100 episodes of 5 steps
+        1
+    """
+
+    policy_aliases: ClassVar[dict[str, type]] = {**DQN.policy_aliases, "PaperQPolicy": ConstrainedDQNPolicy}
+
+    def __init__(
+        self,
+        policy: str | type[ConstrainedDQNPolicy] = "PaperQPolicy",
+        env: GymEnv | str | None = None,
+        learning_rate: float | Schedule = 0.01,
+        buffer_size: int = 50_000,
+        learning_starts: int = 500,
+        batch_size: int = 100,
+        tau: float = 1.0,
+        gamma: float = 0.9,
+        train_freq: int | tuple[int, str] | None = None,
+        gradient_steps: int = 1,
+        target_update_interval: int | None = None,
+        exploration_initial_eps: float = 0.99,
+        exploration_decay: float = 0.99,
+        exploration_final_eps: float = 0.0,
+        episodes_per_iteration: int = 100,
+        top_n_pct: float = 20.0,
+        oracle_threshold: float = 0.5,
+        constraints: tuple[str, ...] | list[str] = DEFAULT_CONSTRAINTS,
+        oracle_batch_size: int = 256,
+        oracle_gradient_steps: int = 1,
+        max_grad_norm: float = 10.0,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if env is None:
+            raise ValueError("ConstrainedDQN needs an env, e.g. gym.make('OxideComposition-v0').")
+        if not 0.0 <= top_n_pct <= 100.0:
+            raise ValueError(f"Invalid top_n_pct={top_n_pct!r}: expected a percentage in [0, 100].")
+        if not 0.0 <= oracle_threshold <= 1.0:
+            raise ValueError(f"Invalid oracle_threshold={oracle_threshold!r}: expected a number in [0, 1].")
+        self.constraints = tuple(constraints)
+        self.top_n_pct = float(top_n_pct)
+        self.oracle_threshold = float(oracle_threshold)
+        self.episodes_per_iteration = int(episodes_per_iteration)
+        self.exploration_decay = float(exploration_decay)
+        self.oracle_batch_size = int(oracle_batch_size)
+        self.oracle_gradient_steps = int(oracle_gradient_steps)
+        self.oracle_fallbacks = 0
+        self.oracle_decisions = 0
+        policy_kwargs = dict(policy_kwargs or {})
+        if policy in ("PaperQPolicy", ConstrainedDQNPolicy):
+            policy_kwargs.setdefault("n_constraints", len(self.constraints))
+        replay_buffer_kwargs = dict(replay_buffer_kwargs or {})
+        replay_buffer_kwargs.setdefault("constraints", self.constraints)
+        n_envs = env.num_envs if isinstance(env, VecEnv) else 1
+        steps_per_iteration = self.episodes_per_iteration * EPISODE_LENGTH
+        if train_freq is None:
+            if steps_per_iteration % n_envs:
+                raise ValueError(f"episodes_per_iteration * 5 = {steps_per_iteration} must be divisible by "
+                                 f"the number of envs ({n_envs}); pass train_freq explicitly otherwise.")
+            train_freq = (steps_per_iteration // n_envs, "step")
+        if target_update_interval is None:
+            target_update_interval = steps_per_iteration
+        super().__init__(
+            policy, env, learning_rate=learning_rate, buffer_size=buffer_size, learning_starts=learning_starts,
+            batch_size=batch_size, tau=tau, gamma=gamma, train_freq=train_freq, gradient_steps=gradient_steps,
+            replay_buffer_class=MaskedReplayBuffer, replay_buffer_kwargs=replay_buffer_kwargs,
+            target_update_interval=target_update_interval, exploration_initial_eps=exploration_initial_eps,
+            exploration_final_eps=exploration_final_eps, max_grad_norm=max_grad_norm,
+            tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, verbose=verbose, seed=seed,
+            device=device, _init_setup_model=False,
+        )
+        if _init_setup_model:
+            self._setup_model()
+
+    # ----------------------------------------------------------------- set-up
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if not isinstance(self.action_space, spaces.Discrete):
+            raise ValueError(f"ConstrainedDQN needs a Discrete action space, got {self.action_space}.")
+        self.exploration_rate = self.exploration_initial_eps
+        self._make_generator()
+
+    def _make_generator(self) -> None:
+        self._sampling_generator = torch.Generator(device=self.device)
+        seed = self.seed if self.seed is not None else int(np.random.SeedSequence().entropy % (2**62))
+        self._sampling_generator.manual_seed(int(seed))
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        super().set_random_seed(seed)
+        if seed is not None and hasattr(self, "_sampling_generator"):
+            self._sampling_generator.manual_seed(int(seed))
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_sampling_generator"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, variables = super()._get_torch_save_params()
+        return [*state_dicts, "policy.oracle_optimizer"], variables
+
+    @classmethod
+    def load(cls, *args: Any, **kwargs: Any) -> ConstrainedDQN:  # type: ignore[override]
+        model = super().load(*args, **kwargs)
+        model.constraints = tuple(model.constraints)  # saved as a JSON list
+        model._make_generator()
+        return model
+
+    # ----------------------------------------------------------------- acting
+    @property
+    def iteration(self) -> int:
+        """Completed iterations (``episodes_per_iteration`` episodes each)."""
+        return self._episode_num // self.episodes_per_iteration
+
+    def _env_masks(self, n: int) -> np.ndarray:
+        n_actions = int(self.action_space.n)
+        if self.env is None:
+            return np.ones((n, n_actions), dtype=bool)
+        try:
+            masks = self.env.env_method("action_masks")
+        except AttributeError:
+            return np.ones((n, n_actions), dtype=bool)
+        return np.stack([np.asarray(m, dtype=bool) for m in masks])
+
+    def _allowed(self, obs: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        """Hard mask AND every oracle's ``C_j >= T``; per row, fall back to the hard mask."""
+        if not self.constraints:
+            return hard
+        probs = self.policy.oracle_probabilities(obs)  # (J, B, A)
+        allowed = hard & (probs >= self.oracle_threshold).all(dim=0)
+        empty = ~allowed.any(dim=1)
+        self.oracle_decisions += int(hard.shape[0])
+        if empty.any():
+            self.oracle_fallbacks += int(empty.sum())
+            allowed[empty] = hard[empty]
+        return allowed
+
+    def _act(self, obs: np.ndarray, masks: np.ndarray | None, *, deterministic: bool, epsilon: float,
+             generator: torch.Generator | None = None) -> np.ndarray:
+        obs_t = torch.as_tensor(np.asarray(obs), device=self.device, dtype=torch.float32)
+        if obs_t.ndim == 1:
+            obs_t = obs_t[None]
+        n = obs_t.shape[0]
+        generator = generator if generator is not None else self._sampling_generator
+        if masks is None:
+            hard = torch.ones(n, int(self.action_space.n), dtype=torch.bool, device=self.device)
+        else:
+            hard = torch.as_tensor(np.asarray(masks, dtype=bool), device=self.device).reshape(n, -1)
+        with torch.no_grad():
+            allowed = self._allowed(obs_t, hard)
+            q = self.policy.q_net(obs_t)
+            if deterministic:
+                actions = q.masked_fill(~allowed, float("-inf")).argmax(dim=1)
+            else:
+                actions = top_n_sample(q, allowed, self.top_n_pct, generator=generator)
+                if epsilon > 0:
+                    explore = torch.rand(n, device=self.device, generator=generator) < epsilon
+                    if explore.any():
+                        random_actions = uniform_allowed(allowed, generator=generator)
+                        actions = torch.where(explore, random_actions, actions)
+        return actions.cpu().numpy()
+
+    def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
+        masks = self._env_masks(n_envs)
+        if self.num_timesteps < learning_starts:
+            hard = torch.as_tensor(masks, device=self.device)
+            action = uniform_allowed(hard, generator=self._sampling_generator).cpu().numpy()
+        else:
+            action = self._act(self._last_obs, masks, deterministic=False, epsilon=self.exploration_rate)
+        return action, action
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = False, action_masks: np.ndarray | None = None):
+        """Actions for observations, following the agent's rules.
+
+        Args:
+            observation: one observation or a batch.
+            action_masks: the env's allowed actions (``env.action_masks()``), one row per observation.
+            deterministic: greedy among allowed actions; otherwise epsilon-uniform (current
+                exploration rate) then top-n% sampling.
+        """
+        obs = np.asarray(observation)
+        single = obs.ndim == len(self.observation_space.shape)
+        actions = self._act(obs, action_masks, deterministic=deterministic,
+                            epsilon=0.0 if deterministic else self.exploration_rate)
+        return (actions[0] if single else actions), state
+
+    def generate(self, n: int = 1000, seed: int | None = None, *, batch_size: int = 4096,
+                 exact_masks: str | None = None, progress: bool = False) -> list[str]:
+        """Generate ``n`` formulas with the trained policy (top-n% sampling, oracles on, no epsilon).
+
+        See :func:`agents.generation.generate`; by default the exact masks of the training env are used.
+        """
+        from agents.generation import generate
+
+        if exact_masks is None and self.env is not None:
+            try:
+                exact_masks = self.env.get_attr("exact_masks")[0]
+            except AttributeError:
+                exact_masks = None
+        return generate(self, n, seed=seed, batch_size=batch_size, exact_masks=exact_masks, progress=progress)
+
+    def _on_step(self) -> None:
+        self._n_calls += 1
+        if self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
+            polyak_update(self.q_net.parameters(), self.q_net_target.parameters(), self.tau)
+            polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+        self.exploration_rate = max(self.exploration_final_eps,
+                                    self.exploration_initial_eps * self.exploration_decay ** self.iteration)
+        self.logger.record("rollout/exploration_rate", self.exploration_rate)
+        self.logger.record("rollout/iteration", self.iteration)
+        if self.oracle_decisions:
+            self.logger.record("rollout/oracle_fallback_rate", self.oracle_fallbacks / self.oracle_decisions)
+
+    # ----------------------------------------------------------------- learning
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        losses = []
+        for _ in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            with torch.no_grad():
+                next_q = self.q_net_target(data.next_observations)
+                next_q = next_q.masked_fill(~data.next_action_masks, float("-inf")).max(dim=1).values
+                next_q = torch.where(torch.isfinite(next_q), next_q, torch.zeros_like(next_q)).reshape(-1, 1)
+                target = data.rewards + (1 - data.dones) * self.gamma * next_q
+            current = torch.gather(self.q_net(data.observations), 1, data.actions.long())
+            loss = F.smooth_l1_loss(current, target)
+            losses.append(loss.item())
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.q_net.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", float(np.mean(losses)))
+        if self.constraints:
+            self._train_oracles()
+
+    def _train_oracles(self) -> None:
+        losses, scores, labels = [], [], []
+        for _ in range(self.oracle_gradient_steps):
+            data = self.replay_buffer.sample(self.oracle_batch_size, env=self._vec_normalize_env)
+            actions = data.actions.long().reshape(-1)
+            known = data.constraint_labels >= 0  # (B, J)
+            train_rows = ~data.holdout
+            total = 0.0
+            for j, oracle in enumerate(self.policy.oracles):
+                logits = oracle.q_net.score(data.observations, actions) if hasattr(oracle.q_net, "score") \
+                    else oracle(data.observations).gather(1, actions[:, None]).squeeze(1)
+                use = known[:, j] & train_rows
+                if use.any():
+                    total = total + F.binary_cross_entropy_with_logits(
+                        logits[use], data.constraint_labels[use, j].float())
+                held = known[:, j] & data.holdout
+                if held.any():
+                    scores.append((j, logits[held].detach().cpu().numpy(),
+                                   data.constraint_labels[held, j].cpu().numpy()))
+            if isinstance(total, torch.Tensor):
+                self.policy.oracle_optimizer.zero_grad()
+                total.backward()
+                self.policy.oracle_optimizer.step()
+                losses.append(total.item())
+        if losses:
+            self.logger.record("train/oracle_loss", float(np.mean(losses)))
+        for j, name in enumerate(self.constraints):
+            rows = [(s, y) for jj, s, y in scores if jj == j]
+            if rows:
+                s = np.concatenate([r[0] for r in rows])
+                y = np.concatenate([r[1] for r in rows])
+                self.logger.record(f"oracle/{name}_accuracy", float(np.mean((s >= 0) == (y == 1))))
+                auc = _binary_auc(s, y)
+                if not math.isnan(auc):
+                    self.logger.record(f"oracle/{name}_auc", auc)
+        del labels

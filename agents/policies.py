@@ -1,0 +1,209 @@
+"""The paper's Q-network (Appendix A.3) and constraint oracles as SB3 policy pieces.
+
+Inputs are four vectors: the 145 Magpie features and the step one-hot (the observation), and
+the element one-hot (80) and count one-hot (10) of the action. Each goes through its own
+fully connected layer to 64 units with LeakyReLU; the four are concatenated (256), passed
+through a hidden layer (64, LeakyReLU) and a linear output.
+
+All 800 actions are scored in one pass without building a ``(batch, 800, 256)`` tensor: the
+hidden layer's weight is split into a state part (applied once per state) and an action part
+(applied once per action, 800 x 64), and the two are broadcast-added before the LeakyReLU.
+
+Features are standardized inside the network with *fixed* statistics (buffers set once from
+the random policy's states; no running statistics change the policy silently).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
+from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
+from torch import nn
+
+N_FEATURES = 145
+N_STEPS = 5
+N_ELEMENTS = 80
+N_COUNTS = 10
+N_ACTIONS = N_ELEMENTS * N_COUNTS
+
+
+@lru_cache(maxsize=1)
+def feature_statistics(n_episodes: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the 145 features over the random policy's non-empty states (fixed seed)."""
+    from oxide_env.chemistry.elements import OXYGEN_INDEX
+    from oxide_env.chemistry.features import featurize
+
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_episodes, N_ELEMENTS), dtype=np.int64)
+    states = []
+    for _ in range(4):
+        el = rng.integers(0, N_ELEMENTS, n_episodes)
+        counts[np.arange(n_episodes), el] += rng.integers(0, N_COUNTS, n_episodes)
+        states.append(counts.copy())
+    counts[:, OXYGEN_INDEX] += rng.integers(1, N_COUNTS, n_episodes)
+    states.append(counts.copy())
+    allstates = np.concatenate(states)
+    allstates = allstates[allstates.sum(axis=1) > 0]
+    x = featurize(allstates)
+    std = x.std(axis=0)
+    return x.mean(axis=0).astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
+
+
+class PairNet(nn.Module):
+    """Scores every (state, action) pair with the paper's four-input architecture.
+
+    Args:
+        embed_dim: width of each input layer (paper: 64).
+        hidden_dim: width of the hidden layer after the concatenation (paper: 64).
+
+    Example:
+        >>> net = PairNet()
+        >>> net(torch.zeros(3, 150)).shape
+        torch.Size([3, 800])
+    """
+
+    def __init__(self, embed_dim: int = 64, hidden_dim: int = 64) -> None:
+        super().__init__()
+        self.features = nn.Linear(N_FEATURES, embed_dim)
+        self.step = nn.Linear(N_STEPS, embed_dim)
+        self.element = nn.Linear(N_ELEMENTS, embed_dim)
+        self.count = nn.Linear(N_COUNTS, embed_dim)
+        self.hidden = nn.Linear(4 * embed_dim, hidden_dim)
+        self.out = nn.Linear(hidden_dim, 1)
+        self.act = nn.LeakyReLU()
+        self.embed_dim = embed_dim
+        mean, std = feature_statistics()
+        self.register_buffer("feature_mean", torch.from_numpy(mean.copy()))
+        self.register_buffer("feature_std", torch.from_numpy(std.copy()))
+        actions = torch.arange(N_ACTIONS)
+        self.register_buffer("element_onehot", nn.functional.one_hot(actions // N_COUNTS, N_ELEMENTS).float(),
+                             persistent=False)
+        self.register_buffer("count_onehot", nn.functional.one_hot(actions % N_COUNTS, N_COUNTS).float(),
+                             persistent=False)
+
+    def action_part(self) -> torch.Tensor:
+        """Hidden-layer pre-activation contribution of every action, ``(800, hidden_dim)``."""
+        e = self.embed_dim
+        w = self.hidden.weight  # (hidden, 4e)
+        el = self.act(self.element(self.element_onehot))  # (800, e)
+        ct = self.act(self.count(self.count_onehot))
+        return el @ w[:, 2 * e : 3 * e].T + ct @ w[:, 3 * e :].T
+
+    def state_part(self, obs: torch.Tensor) -> torch.Tensor:
+        """Hidden-layer pre-activation contribution of each state (bias included), ``(batch, hidden)``."""
+        e = self.embed_dim
+        w = self.hidden.weight
+        x = (obs[:, :N_FEATURES] - self.feature_mean) / self.feature_std
+        f = self.act(self.features(x))
+        s = self.act(self.step(obs[:, N_FEATURES : N_FEATURES + N_STEPS]))
+        return f @ w[:, :e].T + s @ w[:, e : 2 * e].T + self.hidden.bias
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.state_part(obs)[:, None, :] + self.action_part()[None, :, :])  # (B, 800, hidden)
+        return (h @ self.out.weight.T).squeeze(-1) + self.out.bias
+
+    def score(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Scores of given actions only, ``(batch,)``: cheaper than ``forward`` for training."""
+        e = self.embed_dim
+        w = self.hidden.weight
+        el = self.act(self.element(self.element_onehot[actions]))
+        ct = self.act(self.count(self.count_onehot[actions]))
+        pre = self.state_part(obs) + el @ w[:, 2 * e : 3 * e].T + ct @ w[:, 3 * e :].T
+        return (self.act(pre) @ self.out.weight.T).squeeze(-1) + self.out.bias
+
+
+class PaperQNetwork(QNetwork):
+    """SB3 ``QNetwork`` whose Q-values come from a :class:`PairNet` (all 800 actions at once)."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete,
+                 features_extractor: BaseFeaturesExtractor, features_dim: int,
+                 net_arch: list[int] | None = None, activation_fn: type[nn.Module] = nn.LeakyReLU,
+                 normalize_images: bool = True, embed_dim: int = 64, hidden_dim: int = 64) -> None:
+        BasePolicy.__init__(self, observation_space, action_space, features_extractor=features_extractor,
+                            normalize_images=normalize_images)
+        if int(action_space.n) != N_ACTIONS or features_dim != N_FEATURES + N_STEPS:
+            raise ValueError(
+                f"PaperQNetwork needs OxideComposition's spaces (Discrete(800), Box(150,)); got "
+                f"{action_space} and {features_dim} observation features. Use 'MlpPolicy' for other envs."
+            )
+        self.net_arch = net_arch or []
+        self.activation_fn = activation_fn
+        self.features_dim = features_dim
+        self.embed_dim, self.hidden_dim = embed_dim, hidden_dim
+        self.q_net = PairNet(embed_dim, hidden_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q_net(self.extract_features(obs, self.features_extractor).float())
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(embed_dim=self.embed_dim, hidden_dim=self.hidden_dim)
+        return data
+
+
+class ConstrainedDQNPolicy(DQNPolicy):
+    """DQN policy with the paper's Q-network plus one constraint oracle per constraint.
+
+    For spaces other than OxideComposition's (any Discrete-action env with ``action_masks()``),
+    use ``paper_network=False``: the Q-network and oracles are SB3 MLPs over the observation
+    (``net_arch``) with one output per action.
+
+    Args:
+        n_constraints: number of oracles (one per constraint, e.g. charge neutrality and
+            electronegativity balance).
+        paper_network: use the paper's architecture (OxideComposition spaces only).
+        embed_dim, hidden_dim: widths of the paper's network.
+        oracle_lr: Adam learning rate of the oracles.
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, lr_schedule: Schedule,
+                 net_arch: list[int] | None = None, activation_fn: type[nn.Module] = nn.LeakyReLU,
+                 features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+                 features_extractor_kwargs: dict[str, Any] | None = None, normalize_images: bool = True,
+                 optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
+                 optimizer_kwargs: dict[str, Any] | None = None, n_constraints: int = 2,
+                 paper_network: bool = True, embed_dim: int = 64, hidden_dim: int = 64,
+                 oracle_lr: float = 1e-3) -> None:
+        self.n_constraints = n_constraints
+        self.paper_network = paper_network
+        self.embed_dim, self.hidden_dim = embed_dim, hidden_dim
+        self.oracle_lr = oracle_lr
+        super().__init__(observation_space, action_space, lr_schedule, net_arch=net_arch,
+                         activation_fn=activation_fn, features_extractor_class=features_extractor_class,
+                         features_extractor_kwargs=features_extractor_kwargs, normalize_images=normalize_images,
+                         optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)
+        self.oracles = nn.ModuleList([self.make_q_net() for _ in range(self.n_constraints)])
+        self.oracle_optimizer = torch.optim.Adam(self.oracles.parameters(), lr=self.oracle_lr)
+
+    def make_q_net(self) -> QNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        if self.paper_network:
+            return PaperQNetwork(**net_args, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim).to(self.device)
+        return QNetwork(**net_args).to(self.device)
+
+    def oracle_probabilities(self, obs: torch.Tensor) -> torch.Tensor:
+        """``C_j(s, a)`` for every oracle and action, ``(n_constraints, batch, n_actions)``."""
+        if self.n_constraints == 0:
+            return torch.ones(0, obs.shape[0], int(self.action_space.n), device=obs.device)
+        return torch.stack([torch.sigmoid(o(obs)) for o in self.oracles])
+
+    def set_training_mode(self, mode: bool) -> None:
+        super().set_training_mode(mode)
+        for oracle in getattr(self, "oracles", []):
+            oracle.set_training_mode(mode)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(n_constraints=self.n_constraints, paper_network=self.paper_network,
+                    embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, oracle_lr=self.oracle_lr)
+        return data

@@ -1,0 +1,53 @@
+"""Masked top-n% sampling, the paper's diversity mechanism (Section 2.3), in torch.
+
+Example:
+    >>> import torch
+    >>> q = torch.tensor([[0.0, 3.0, 2.0, 1.0]])
+    >>> mask = torch.tensor([[True, False, True, True]])
+    >>> top_n_sample(q, mask, n_pct=0.0).tolist()  # n -> 0 is greedy among allowed
+    [2]
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample uniformly among the top ``n_pct`` % of the allowed actions of each row, by ``q``.
+
+    Row ``i`` keeps ``k_i = max(1, ceil(n_pct / 100 * allowed_i))`` actions. Runs on the tensors'
+    device; rows with no allowed action fall back to all actions (callers should not pass any).
+
+    Args:
+        q: scores ``(batch, n_actions)``.
+        mask: allowed actions, bool ``(batch, n_actions)``.
+        n_pct: percentage of allowed actions to sample from (0 = greedy).
+        generator: torch generator on the same device, for reproducibility.
+
+    Returns:
+        Long tensor ``(batch,)`` of actions.
+    """
+    if not 0.0 <= n_pct <= 100.0:
+        raise ValueError(f"Invalid n_pct={n_pct!r}: expected a percentage in [0, 100].")
+    mask = mask.bool()
+    empty = ~mask.any(dim=1, keepdim=True)
+    mask = mask | empty
+    n_allowed = mask.sum(dim=1)
+    k = torch.clamp(torch.ceil(n_allowed.to(torch.float64) * (n_pct / 100.0)).long(), min=1)
+    k = torch.minimum(k, n_allowed)
+    scores = q.masked_fill(~mask, float("-inf"))
+    k_max = int(k.max())
+    top = torch.topk(scores, k_max, dim=1).indices  # (batch, k_max), best first
+    u = torch.rand(q.shape[0], device=q.device, generator=generator)
+    pick = torch.clamp((u * k).long(), max=k_max - 1)
+    pick = torch.minimum(pick, k - 1)
+    return top.gather(1, pick[:, None]).squeeze(1)
+
+
+def uniform_allowed(mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A uniformly random allowed action per row of ``mask`` (bool ``(batch, n_actions)``)."""
+    weights = mask.float()
+    weights = torch.where(weights.sum(dim=1, keepdim=True) > 0, weights, torch.ones_like(weights))
+    return torch.multinomial(weights, 1, generator=generator).squeeze(1)

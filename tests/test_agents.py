@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+
+import oxide_env  # noqa: F401
+from agents import ConstrainedDQN
+from agents.buffers import MaskedReplayBuffer
+from agents.policies import PairNet
+from agents.sampling import top_n_sample, uniform_allowed
+from tests.test_env import fake_predictors
+
+
+def tiny_env(n_envs: int = 10, **kwargs):
+    kwargs.setdefault("predictors", fake_predictors())
+    kwargs.setdefault("task", "bulk_modulus")
+    return make_vec_env("OxideComposition-v0", n_envs=n_envs, seed=0, env_kwargs=kwargs)
+
+
+def tiny_model(env=None, **kwargs):
+    kwargs.setdefault("episodes_per_iteration", 10)
+    kwargs.setdefault("learning_starts", 50)
+    kwargs.setdefault("policy_kwargs", {"embed_dim": 16, "hidden_dim": 16})
+    return ConstrainedDQN(env=env if env is not None else tiny_env(), seed=0, device="cpu", **kwargs)
+
+
+# ---------------------------------------------------------------- sampler
+def test_top_n_sample_only_allowed_and_uniform_over_top_k():
+    g = torch.Generator().manual_seed(0)
+    q = torch.arange(100, dtype=torch.float32).repeat(2000, 1)
+    mask = torch.zeros(2000, 100, dtype=torch.bool)
+    mask[:, ::2] = True  # 50 allowed actions: 0, 2, ..., 98
+    actions = top_n_sample(q, mask, n_pct=20.0, generator=g)
+    assert mask[torch.arange(2000), actions].all()
+    # top ceil(20% of 50) = 10 allowed actions by q: 80, 82, ..., 98, each ~ 1/10
+    values, counts = actions.unique(return_counts=True)
+    assert values.tolist() == list(range(80, 100, 2))
+    assert counts.min() > 150 and counts.max() < 250
+    # n -> 0 is greedy among allowed
+    assert (top_n_sample(q, mask, n_pct=0.0, generator=g) == 98).all()
+    # a row with a single allowed action always returns it
+    m1 = torch.zeros(3, 100, dtype=torch.bool)
+    m1[:, 7] = True
+    assert (top_n_sample(q[:3], m1, 20.0, generator=g) == 7).all()
+    assert (uniform_allowed(m1, generator=g) == 7).all()
+    with pytest.raises(ValueError, match="n_pct"):
+        top_n_sample(q, mask, n_pct=120)
+
+
+def test_top_n_rows_have_their_own_k():
+    g = torch.Generator().manual_seed(1)
+    q = torch.arange(10, dtype=torch.float32).repeat(2, 1)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, :] = False
+    mask[1, [0, 1]] = True  # 2 allowed -> k = 1 -> greedy = 1
+    out = torch.stack([top_n_sample(q, mask, 20.0, generator=g) for _ in range(200)])
+    assert set(out[:, 0].tolist()) == {8, 9} and set(out[:, 1].tolist()) == {1}
+
+
+# ---------------------------------------------------------------- network
+def test_pairnet_batched_equals_per_action():
+    net = PairNet(embed_dim=8, hidden_dim=8)
+    obs = torch.randn(3, 150)
+    q = net(obs)
+    actions = torch.tensor([0, 417, 799])
+    assert torch.allclose(q[torch.arange(3), actions], net.score(obs, actions), atol=1e-5)
+    # reference: explicit concatenation for one action
+    e, c = 417 // 10, 417 % 10
+    x = (obs[1, :145] - net.feature_mean) / net.feature_std
+    parts = [net.act(net.features(x)), net.act(net.step(obs[1, 145:])),
+             net.act(net.element(torch.nn.functional.one_hot(torch.tensor(e), 80).float())),
+             net.act(net.count(torch.nn.functional.one_hot(torch.tensor(c), 10).float()))]
+    ref = net.out(net.act(net.hidden(torch.cat(parts))))
+    assert torch.allclose(q[1, 417], ref.squeeze(), atol=1e-5)
+    # no running statistics: the normalisation is a fixed buffer
+    assert not any("running" in k for k in net.state_dict())
+
+
+# ---------------------------------------------------------------- algorithm
+def test_masked_bellman_target_ignores_forbidden_actions(monkeypatch):
+    model = tiny_model()
+    model.learn(total_timesteps=200)
+    data = model.replay_buffer.sample(32)
+    with torch.no_grad():
+        q_next = model.q_net_target(data.next_observations)
+    masked = q_next.masked_fill(~data.next_action_masks, float("-inf")).max(dim=1).values
+    # at least one sampled row has a restrictive next mask (last step: oxygen only)
+    restrictive = data.next_action_masks.sum(dim=1) < 800
+    assert restrictive.any()
+    assert (masked[restrictive] <= q_next[restrictive].max(dim=1).values).all()
+
+
+def test_mask_all_but_the_right_action():
+    """sb3-contrib style: with only one allowed action, the agent always takes it."""
+    model = tiny_model()
+    obs = np.zeros((5, 150), dtype=np.float32)
+    obs[:, 145] = 1
+    masks = np.zeros((5, 800), dtype=bool)
+    right = np.array([3, 200, 411, 799, 65])
+    masks[np.arange(5), right] = True
+    model.exploration_rate = 1.0
+    for deterministic in (True, False):
+        actions, _ = model.predict(obs, action_masks=masks, deterministic=deterministic)
+        assert np.array_equal(actions, right)
+
+
+def test_training_never_takes_a_hard_masked_action():
+    model = tiny_model(tiny_env(exact_masks="charge_neutral"))
+    model.learn(total_timesteps=1000)
+    invalid = model.replay_buffer.rewards[: model.replay_buffer.pos] == -1e9  # never produced
+    assert not invalid.any()
+    labels = model.replay_buffer.constraint_labels[: model.replay_buffer.pos]
+    known = labels[..., 0] >= 0
+    assert known.any() and (labels[..., 0][known] == 1).all()  # exact masks: every episode neutral
+
+
+def test_oracles_learn_a_learnable_constraint():
+    """Toy env: the constraint holds iff the first action's element is even; oracles learn it."""
+
+    class Toy(gym.Env):
+        observation_space = spaces.Box(0, 1, (4,), np.float32)
+        action_space = spaces.Discrete(6)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t, self.first = 0, None
+            return np.array([1, 0, 0, 0], np.float32), {}
+
+        def action_masks(self):
+            return np.ones(6, dtype=bool)
+
+        def step(self, a):
+            self.first = a if self.first is None else self.first
+            self.t += 1
+            done = self.t == 2
+            info = {"action_mask": np.ones(6, dtype=bool)}
+            if done:
+                info["ok"] = self.first % 2 == 0
+            obs = np.array([0, 1, 0, 0] if not done else [0, 0, 1, 0], np.float32)
+            return obs, float(done), done, False, info
+
+    env = make_vec_env(Toy, n_envs=10, seed=0)
+    model = ConstrainedDQN("PaperQPolicy", env, constraints=("ok",), episodes_per_iteration=10, learning_starts=20,
+                           policy_kwargs={"paper_network": False, "net_arch": [32]}, oracle_gradient_steps=20,
+                           seed=0, device="cpu")
+    model.learn(total_timesteps=3000)
+    probs = model.policy.oracle_probabilities(torch.tensor([[1, 0, 0, 0]], dtype=torch.float32))[0, 0]
+    assert (probs[[0, 2, 4]] > 0.5).all() and (probs[[1, 3, 5]] < 0.5).all()
+    obs = np.tile(np.array([1, 0, 0, 0], np.float32), (50, 1))
+    actions, _ = model.predict(obs, action_masks=np.ones((50, 6), bool), deterministic=False)
+    assert np.all(actions % 2 == 0)
+
+
+def test_epsilon_schedule_follows_the_paper():
+    model = tiny_model(episodes_per_iteration=10)
+    model.learn(total_timesteps=500)  # 100 episodes = 10 iterations
+    assert model.iteration == 10
+    # the rate was last set while the 10th iteration was running (9 completed)
+    assert model.exploration_rate == pytest.approx(0.99 * 0.99**9)
+
+
+def test_same_seed_same_training_and_generation():
+    def run():
+        model = tiny_model()
+        model.learn(total_timesteps=600)
+        params = torch.cat([p.detach().flatten() for p in model.policy.parameters()])
+        return params, model.generate(30, seed=5)
+
+    p1, g1 = run()
+    p2, g2 = run()
+    assert torch.equal(p1, p2) and g1 == g2
+
+
+def test_save_load_round_trip(tmp_path):
+    model = tiny_model()
+    model.learn(total_timesteps=300)
+    before = model.generate(40, seed=3)
+    model.save(tmp_path / "agent")
+    loaded = ConstrainedDQN.load(tmp_path / "agent", env=tiny_env(), device="cpu")
+    assert loaded.generate(40, seed=3) == before
+    assert loaded.top_n_pct == model.top_n_pct and loaded.constraints == model.constraints
+    for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_learning_improves_reward_over_random():
+    from oxide_env.chemistry.baseline import random_oxide_counts
+
+    env = tiny_env(20)
+    model = tiny_model(env, episodes_per_iteration=20, exploration_decay=0.9, gradient_steps=20,
+                       learning_rate=3e-3)
+    model.learn(total_timesteps=6000)
+    reward = fake_predictors()["bulk_modulus"]
+    trained = np.mean([reward(c[None])[0] for c in __import__("agents").generation.generate_counts(model, 300, 0)])
+    random = reward(random_oxide_counts(300, seed=0)).mean()
+    assert trained > random
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="top_n_pct"):
+        tiny_model(top_n_pct=150)
+    with pytest.raises(ValueError, match="oracle_threshold"):
+        tiny_model(oracle_threshold=2)
+    with pytest.raises(ValueError, match="divisible"):
+        ConstrainedDQN(env=tiny_env(7), episodes_per_iteration=10)
+    with pytest.raises(ValueError, match="n=-1"):
+        tiny_model().generate(-1)
+    assert math.isfinite(0.0)
+
+
+def test_replay_buffer_labels_whole_episode():
+    env = tiny_env(2)
+    buf = MaskedReplayBuffer(100, env.observation_space, env.action_space, device="cpu", n_envs=2,
+                             constraints=("charge_neutral",))
+    obs = np.zeros((2, 150), np.float32)
+    for t in range(5):
+        done = np.array([t == 4, t == 4])
+        infos = [{"action_mask": np.ones(800, bool), "charge_neutral": True},
+                 {"action_mask": np.ones(800, bool), "charge_neutral": False}]
+        buf.add(obs, obs, np.array([1, 2]), np.zeros(2), done, infos)
+    assert (buf.constraint_labels[:5, 0, 0] == 1).all() and (buf.constraint_labels[:5, 1, 0] == 0).all()
