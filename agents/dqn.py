@@ -270,7 +270,7 @@ class ConstrainedDQN(DQN):
                             epsilon=0.0 if deterministic else self.exploration_rate)
         return (actions[0] if single else actions), state
 
-    def generate(self, n: int = 1000, seed: int | None = None, *, batch_size: int = 4096,
+    def generate(self, n: int = 1000, seed: int | None = None, *, batch_size: int = 1024,
                  exact_masks: str | None = None, progress: bool = False) -> list[str]:
         """Generate ``n`` formulas with the trained policy (top-n% sampling, oracles on, no epsilon).
 

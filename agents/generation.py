@@ -50,7 +50,7 @@ def observations(counts: np.ndarray, step: int) -> np.ndarray:
     return obs
 
 
-def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: int = 4096,
+def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: int = 1024,
                     exact_masks: str | None = None, progress: bool = False) -> np.ndarray:
     """Final compositions ``(n, 80)`` of ``n`` episodes played by ``model``'s policy.
 

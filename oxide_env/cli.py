@@ -182,6 +182,42 @@ def cmd_train_predictors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from agents.train import AgentRun, train_agent
+
+    run = AgentRun(task=args.task, lam=args.lam, seed=args.seed, iterations=args.iterations, n_envs=args.n_envs,
+                   exact_masks=args.exact_masks, constraints=() if args.no_oracles else
+                   ("charge_neutral", "electronegativity_balanced"), top_n_pct=args.top_n_pct,
+                   gradient_steps=args.gradient_steps)
+    model, seconds = train_agent(run, args.out, progress=True, resume=not args.restart)
+    print(f"trained {run.task} (seed {run.seed}) in {seconds:.0f} s -> {Path(args.out) / 'model.zip'}")
+    print(f"TensorBoard: tensorboard --logdir {Path(args.out) / 'tb'}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import predictors
+    from agents.train import load_agent
+    from oxide_env.chemistry.metrics import evaluate
+    from predictors.data import training_formulas
+
+    model = load_agent(args.model, device="cpu")
+    formulas = model.generate(args.n, seed=args.seed, progress=True)
+    models = [predictors.load(name) for name in predictors.PREDICTOR_NAMES]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["formula"] + [f"{m.name} ({m.units})" for m in models])
+        values = [m.predict(formulas) for m in models]
+        for i, formula in enumerate(formulas):
+            writer.writerow([formula] + [f"{v[i]:.4g}" for v in values])
+    print(f"wrote {len(formulas)} formulas with predicted properties to {out}")
+    metrics = evaluate(formulas, reference=training_formulas(), predictors=models)
+    print(metrics_table({Path(args.model).name: metrics}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oxide-rl",
@@ -228,6 +264,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     p.add_argument("--out", metavar="DIR", help="where to write weights (default: the package's weights/)")
     p.set_defaults(func=cmd_train_predictors)
+
+    p = sub.add_parser("train", help="Train the paper's constrained DQN agent on a task.",
+                       description="Train agents.ConstrainedDQN (paper defaults: 500 iterations of 100 "
+                       "episodes) and save it with checkpoints and TensorBoard logs in --out.")
+    p.add_argument("--task", default="bulk_modulus", help="formation_energy, bulk_modulus, shear_modulus, "
+                   "sintering_temperature or sintering_bulk (default bulk_modulus)")
+    p.add_argument("--lam", type=float, default=None, help="bulk weight of sintering_bulk (62.5, 125, 250)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    p.add_argument("--iterations", type=int, default=500, help="iterations of 100 episodes (default 500)")
+    p.add_argument("--n-envs", type=int, default=100, help="environments stepped together (default 100)")
+    p.add_argument("--exact-masks", choices=["charge_neutral", "electronegativity_balanced"],
+                   help="also apply the environment's exact constraint masks")
+    p.add_argument("--no-oracles", action="store_true", help="no learned constraint oracles (ablation)")
+    p.add_argument("--top-n-pct", type=float, default=20.0, help="sample among the top n%% actions (default 20)")
+    p.add_argument("--gradient-steps", type=int, default=1, help="updates per iteration (paper: 1)")
+    p.add_argument("--restart", action="store_true", help="ignore checkpoints in --out and start afresh")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="Generate materials with a trained agent.",
+                       description="Generate formulas with a trained agent, write them with predicted "
+                       "properties as CSV and print the Table 1 metrics.")
+    p.add_argument("--model", required=True, metavar="DIR", help="run directory of `oxide-rl train`")
+    p.add_argument("-n", type=int, default=1000, help="number of materials (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="FILE", help="CSV file to write")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -45,6 +45,7 @@ TASK_PRESETS: dict[str, dict[str, float]] = {
 """Preset name -> terms; ``sintering_bulk``'s bulk weight is replaced by ``lam``."""
 
 RewardFn = Callable[[np.ndarray], np.ndarray]
+_SHARED_CACHES: dict[tuple, OrderedDict] = {}
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,11 @@ class RewardModel:
         self.invalid_penalty = float(invalid_penalty)
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.cache_size = cache_size
-        self._cache: OrderedDict[bytes, tuple[float, dict[str, float], dict[str, float], bool, bool]] = OrderedDict()
+        # environments with the same task, predictors and shaping share one cache, so a
+        # vectorized env can fill it for all its copies with one batched call
+        key = (task.terms if task.fn is None else id(task.fn), tuple((n, id(p)) for n, p in self.predictors.items()),
+               self.invalid_penalty, self.uncertainty_penalty)
+        self._cache = _SHARED_CACHES.setdefault(key, OrderedDict())
 
     def _predict(self, counts: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         means, stds = {}, {}

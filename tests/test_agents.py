@@ -225,3 +225,23 @@ def test_replay_buffer_labels_whole_episode():
                  {"action_mask": np.ones(800, bool), "charge_neutral": False}]
         buf.add(obs, obs, np.array([1, 2]), np.zeros(2), done, infos)
     assert (buf.constraint_labels[:5, 0, 0] == 1).all() and (buf.constraint_labels[:5, 1, 0] == 0).all()
+
+
+def test_batched_reward_vec_env_equals_dummy_vec_env():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from agents.vec_env import make_oxide_vec_env
+    from oxide_env.env import OxideCompositionEnv
+
+    a = make_oxide_vec_env(4, seed=0, monitor=False, task="bulk_modulus")
+    b = DummyVecEnv([lambda: OxideCompositionEnv(task="bulk_modulus") for _ in range(4)])
+    b.seed(0)
+    oa, ob = a.reset(), b.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        masks = np.stack(a.env_method("action_masks"))
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+        ra, rb = a.step(actions), b.step(actions)
+        np.testing.assert_array_equal(ra[0], rb[0])
+        np.testing.assert_allclose(ra[1], rb[1])
+        np.testing.assert_array_equal(ra[2], rb[2])

@@ -11,7 +11,7 @@ def test_help_for_every_command(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
-    commands = ["evaluate", "baseline"]
+    commands = ["evaluate", "baseline", "predict", "train-predictors", "train", "generate"]
     for cmd in commands:
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
@@ -52,3 +52,27 @@ def test_baseline(tmp_path, capsys):
     assert set(rows) == {"random seed 0", "random seed 1", "mean"}
     assert (tmp_path / "random_seed1.txt").read_text().count("\n") == 200
     assert "| mean |" in capsys.readouterr().out
+
+
+def test_predict(capsys, tmp_path):
+    out = tmp_path / "p.json"
+    assert main(["predict", "BaTiO3", "MgO", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "sintering_temperature (degC)" in text and "±" in text
+    data = json.loads(out.read_text())
+    assert set(data["MgO"]) == {"formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature"}
+    assert main(["predict", "XeO3"]) == 2
+
+
+def test_train_and_generate_tiny(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--task", "shear_modulus", "--iterations", "2", "--n-envs", "50", "--out", str(run)]) == 0
+    assert (run / "model.zip").is_file() and (run / "config.json").is_file()
+    csv_path = tmp_path / "gen.csv"
+    assert main(["generate", "--model", str(run), "-n", "50", "--seed", "1", "--out", str(csv_path)]) == 0
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("formula,") and len(lines) == 51
+    again = tmp_path / "gen2.csv"
+    main(["generate", "--model", str(run), "-n", "50", "--seed", "1", "--out", str(again)])
+    assert again.read_text() == csv_path.read_text()
+    assert main(["generate", "--model", str(tmp_path / "nothing"), "-n", "5", "--out", str(again)]) == 2

@@ -219,3 +219,43 @@ def test_invariants_under_masked_play(choices, exact):
     assert term and n_additions <= 5
     counts = info["composition"]
     assert counts[O] >= 1 and counts.sum() > counts[O]
+
+
+# ---------------------------------------------------------------- Stable-Baselines3 ecosystem
+def _vec(n_envs=4, **kwargs):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    kwargs.setdefault("predictors", fake_predictors())
+    return make_vec_env(OxideCompositionEnv, n_envs=n_envs, seed=0, env_kwargs=kwargs)
+
+
+@pytest.mark.parametrize("algo", ["DQN", "PPO"])
+def test_sb3_algorithms_run(algo):
+    import stable_baselines3
+
+    cls = getattr(stable_baselines3, algo)
+    kwargs = {"learning_starts": 200} if algo == "DQN" else {"n_steps": 100, "batch_size": 100}
+    model = cls("MlpPolicy", _vec(), policy_kwargs={"net_arch": [32]}, seed=0, **kwargs)
+    model.learn(total_timesteps=2000)
+    assert model.num_timesteps >= 2000
+
+
+def test_maskable_ppo_never_takes_a_masked_action():
+    from sb3_contrib import MaskablePPO
+
+    env = _vec(exact_masks="charge_neutral")
+    model = MaskablePPO("MlpPolicy", env, n_steps=100, batch_size=100, policy_kwargs={"net_arch": [32]}, seed=0)
+    model.learn(total_timesteps=2000)
+    obs = env.reset()
+    n_done = 0
+    for _ in range(200):
+        masks = np.stack(env.env_method("action_masks"))
+        actions, _ = model.predict(obs, action_masks=masks, deterministic=False)
+        assert masks[np.arange(len(actions)), actions].all()
+        obs, rewards, dones, infos = env.step(actions)
+        for info, done in zip(infos, dones):
+            if done:
+                n_done += 1
+                assert not info["masked_action"] and not info["invalid_action"]
+                assert info["charge_neutral"]
+    assert n_done >= 100
