@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import oxide_env
     import predictors
     from agents.train import AgentRun, train_agent
-    from predictors.data import training_formulas
+    from predictors.data import training_keys
 
     run = AgentRun(task=args.task, seed=args.seed, iterations=args.iterations)
     model, seconds = train_agent(run, None, progress=True)
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     formulas = model.generate(10_000, seed=args.seed + 1)
     gen_rate = 10_000 / (time.perf_counter() - t0)
     models = [predictors.load(n) for n in predictors.PREDICTOR_NAMES]
-    reference = training_formulas()
+    reference = training_keys()
     t0 = time.perf_counter()
     agent = oxide_env.evaluate(formulas[:1000], reference=reference, predictors=models)
     eval_seconds = time.perf_counter() - t0

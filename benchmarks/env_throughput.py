@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     # the random baseline through the environment: uniformly random allowed actions
     formulas = [f["formula"] for f in finals]
     models = [predictors.load(n) for n in PREDICTOR_NAMES]
-    from predictors.data import training_formulas
+    from predictors.data import training_keys
 
-    metrics = oxide_env.evaluate(formulas, reference=training_formulas(), predictors=models)
+    metrics = oxide_env.evaluate(formulas, reference=training_keys(), predictors=models)
 
     lines = ["# OxideComposition-v0 throughput (single env, random allowed actions)", "",
              "| setting | steps/s | target |", "|---|---|---|"]

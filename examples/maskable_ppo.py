@@ -16,6 +16,7 @@ from sb3_contrib import MaskablePPO
 from sb3_contrib.common.wrappers import ActionMasker
 
 import oxide_env
+import predictors
 
 
 def main() -> None:
@@ -40,9 +41,8 @@ def main() -> None:
         if terminated or truncated:
             formulas.append(info["formula"])
             obs, info = env.reset()
-    metrics = oxide_env.evaluate(formulas, predictors=[__import__("predictors").load(n) for n in
-                                                       ("formation_energy", "bulk_modulus",
-                                                        "shear_modulus", "sintering_temperature")])
+    models = [predictors.load(name) for name in predictors.PREDICTOR_NAMES]
+    metrics = oxide_env.evaluate(formulas, predictors=models)
     for key, value in metrics.items():
         print(f"{key:40s} {value:10.3f}" if isinstance(value, float) else f"{key:40s} {value}")
     print("examples:", ", ".join(np.random.default_rng(args.seed).choice(formulas, 10)))

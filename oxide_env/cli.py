@@ -83,13 +83,13 @@ def summarize(runs: Sequence[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def _reference_formulas(arg: str | None) -> list[str] | None:
+def _reference_formulas(arg: str | None) -> list[str] | frozenset | None:
     if arg is None or arg == "none":
         return None
     if arg == "training":
-        from predictors.data import training_formulas
+        from predictors.data import training_keys
 
-        return training_formulas()
+        return training_keys()
     return read_formulas(arg)
 
 
@@ -199,7 +199,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import predictors
     from agents.train import load_agent
     from oxide_env.chemistry.metrics import evaluate
-    from predictors.data import training_formulas
+    from predictors.data import training_keys
 
     model = load_agent(args.model, device="cpu")
     formulas = model.generate(args.n, seed=args.seed, progress=True)
@@ -213,7 +213,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for i, formula in enumerate(formulas):
             writer.writerow([formula] + [f"{v[i]:.4g}" for v in values])
     print(f"wrote {len(formulas)} formulas with predicted properties to {out}")
-    metrics = evaluate(formulas, reference=training_formulas(), predictors=models)
+    metrics = evaluate(formulas, reference=training_keys(), predictors=models)
     print(metrics_table({Path(args.model).name: metrics}))
     return 0
 

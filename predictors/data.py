@@ -43,3 +43,11 @@ def training_formulas() -> list[str]:
     for name in PREDICTOR_NAMES:
         formulas += load_table(name)["formula"].tolist()
     return formulas
+
+
+@lru_cache(maxsize=1)
+def training_keys() -> frozenset:
+    """Reduced-composition keys of :func:`training_formulas` (computed once; pass as ``reference``)."""
+    from oxide_env.chemistry.metrics import composition_keys
+
+    return frozenset(composition_keys(training_formulas()))
