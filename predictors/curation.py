@@ -47,6 +47,7 @@ import pandas as pd
 
 from oxide_env.chemistry.composition import counts_to_formula, formula_to_amounts
 from oxide_env.chemistry.elements import ELEMENT_INDEX, N_ELEMENTS
+from predictors.base import PREDICTOR_NAMES
 
 __all__ = [
     "PROPERTIES",
@@ -74,12 +75,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 DEFAULT_OUT = Path(__file__).resolve().parent / "data"
 
-PROPERTIES: tuple[str, ...] = (
-    "formation_energy",
-    "bulk_modulus",
-    "shear_modulus",
-    "sintering_temperature",
-)
+PROPERTIES: tuple[str, ...] = PREDICTOR_NAMES
 
 RAW_FILES: dict[str, str] = {
     "formation_energy": "mp_e_form.csv.gz",
