@@ -12,32 +12,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from oxide_env.chemistry.completion import completable_actions
+from oxide_env.chemistry.completion import completable_actions, hard_rule_mask_of
 from oxide_env.chemistry.composition import counts_to_formula
-from oxide_env.chemistry.elements import MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
+from oxide_env.chemistry.elements import N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.features import featurize
-
-N_STEPS = 5
-N_COUNTS = MAX_COUNT + 1
-N_ACTIONS = N_ELEMENTS * N_COUNTS
+from oxide_env.env import N_COUNTS, N_STEPS
 
 
 def hard_rule_masks(counts: np.ndarray, step: int) -> np.ndarray:
     """Hard-rule masks of a batch of states at the same step, bool ``(n, 800)``."""
-    n = counts.shape[0]
-    mask = np.ones((n, N_ACTIONS), dtype=bool)
-    if step == N_STEPS - 1:
-        mask[:] = False
-        mask[:, OXYGEN_INDEX * N_COUNTS + 1 : (OXYGEN_INDEX + 1) * N_COUNTS] = True
-    elif step == N_STEPS - 2:
-        only_oxygen = np.delete(counts, OXYGEN_INDEX, axis=1).sum(axis=1) == 0
-        if only_oxygen.any():
-            rows = np.flatnonzero(only_oxygen)
-            block = mask[rows]
-            block[:, 0::N_COUNTS] = False
-            block[:, OXYGEN_INDEX * N_COUNTS : (OXYGEN_INDEX + 1) * N_COUNTS] = False
-            mask[rows] = block
-    return mask
+    has_other = np.delete(counts, OXYGEN_INDEX, axis=1).sum(axis=1) > 0
+    return np.where(has_other[:, None], hard_rule_mask_of(True, step), hard_rule_mask_of(False, step))
 
 
 def observations(counts: np.ndarray, step: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from oxide_env.chemistry.completion import completable_actions, hard_rule_mask
+from oxide_env.chemistry.completion import completable_actions, hard_rule_mask_of
 from oxide_env.chemistry.composition import counts_to_formula
 from oxide_env.chemistry.elements import ELEMENTS, MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.features import N_FEATURES, feature_bounds, featurize_one
@@ -44,14 +44,6 @@ class _StateCache:
 
 
 _STATES = _StateCache()
-# hard-rule masks depend only on (step, whether a non-oxygen element is present)
-_HARD_MASKS = {
-    (step, has_other): hard_rule_mask(np.eye(N_ELEMENTS, dtype=np.int64)[0 if has_other else OXYGEN_INDEX], step)
-    for step in range(N_STEPS)
-    for has_other in (False, True)
-}
-for _m in _HARD_MASKS.values():
-    _m.flags.writeable = False
 
 
 def observation(counts: np.ndarray, step: int) -> np.ndarray:
@@ -199,7 +191,7 @@ class OxideCompositionEnv(gym.Env):
         self.counts = np.zeros(N_ELEMENTS, dtype=np.int64)
         self.step_index = 0
         self._obs = observation(self.counts, 0)
-        self._hard_mask = hard_rule_mask(self.counts, 0)
+        self._hard_mask = hard_rule_mask_of(False, 0)
         self._mask = self._hard_mask.copy()
         self._mask_fallback = False
         self._last_action: int | None = None
@@ -213,7 +205,7 @@ class OxideCompositionEnv(gym.Env):
             self._mask_fallback = False
             return
         has_other = bool(self.counts.sum() > self.counts[OXYGEN_INDEX])
-        mask = _HARD_MASKS[(self.step_index, has_other)]
+        mask = hard_rule_mask_of(has_other, self.step_index)
         self._hard_mask = mask
         fallback = False
         if self.exact_masks is not None:

@@ -142,13 +142,21 @@ def _check_counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     return arr
 
 
-def _hard_mask(has_non_oxygen: bool, step: int) -> np.ndarray:
+@functools.lru_cache(maxsize=None)
+def hard_rule_mask_of(has_non_oxygen: bool, step: int) -> np.ndarray:
+    """The hard-rule mask, which depends only on ``step`` and whether a non-oxygen element is present.
+
+    Returns a cached, read-only array (copy it before changing it); :func:`hard_rule_mask` is
+    the checked, per-composition form.
+    """
+    step = _check_step(step)
     if step == _FREE_STEPS:
         mask = (_ACTION_ELEMENT == OXYGEN_INDEX) & (_ACTION_COUNT > 0)
     elif step == _FREE_STEPS - 1 and not has_non_oxygen:
         mask = (_ACTION_ELEMENT != OXYGEN_INDEX) & (_ACTION_COUNT > 0)
     else:
         mask = np.ones(N_ACTIONS, dtype=bool)
+    mask.flags.writeable = False
     return mask
 
 
@@ -179,7 +187,7 @@ def hard_rule_mask(counts: Sequence[int] | np.ndarray, step: int) -> np.ndarray:
     step = _check_step(step)
     arr = _check_counts(counts)
     has_non_oxygen = bool(arr.sum() - arr[OXYGEN_INDEX] > 0)
-    return _hard_mask(has_non_oxygen, step)
+    return hard_rule_mask_of(has_non_oxygen, step).copy()
 
 
 # ------------------------------------------------------------------------- static tables
@@ -695,7 +703,7 @@ def _check_proof() -> None:
 def _mask_key(key: tuple[int, ...], step: int, constraint: str) -> bytes:
     items = [(key[i], key[i + 1]) for i in range(0, len(key), 2) if key[i] != OXYGEN_INDEX]
     c_o = next((key[i + 1] for i in range(0, len(key), 2) if key[i] == OXYGEN_INDEX), 0)
-    hard = _hard_mask(bool(items), step)
+    hard = hard_rule_mask_of(bool(items), step)
     if step < _PROVEN_STEP:
         _check_proof()
         mask = hard
