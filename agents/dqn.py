@@ -207,12 +207,13 @@ class ConstrainedDQN(DQN):
             return np.ones((n, n_actions), dtype=bool)
         return np.stack([np.asarray(m, dtype=bool) for m in masks])
 
-    def _allowed(self, obs: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
-        """Hard mask AND every oracle's ``C_j >= T``; per row, fall back to the hard mask."""
-        if not self.constraints:
+    def _allowed(self, logits: torch.Tensor | None, hard: torch.Tensor) -> torch.Tensor:
+        """Hard mask AND every oracle's ``C_j >= T`` (``logits``: ``(J, B, A)``); per row, fall back to the hard mask."""
+        if not self.constraints or logits is None:
             return hard
-        probs = self.policy.oracle_probabilities(obs)  # (J, B, A)
-        allowed = hard & (probs >= self.oracle_threshold).all(dim=0)
+        t = self.oracle_threshold  # sigmoid(x) >= t  <=>  x >= log(t / (1 - t))
+        cut = -math.inf if t <= 0 else math.inf if t >= 1 else math.log(t) - math.log1p(-t)
+        allowed = hard & (logits >= cut).all(dim=0)
         empty = ~allowed.any(dim=1)
         self.oracle_decisions += int(hard.shape[0])
         if empty.any():
@@ -221,7 +222,12 @@ class ConstrainedDQN(DQN):
         return allowed
 
     def _act(self, obs: np.ndarray, masks: np.ndarray | None, *, deterministic: bool, epsilon: float,
-             generator: torch.Generator | None = None) -> np.ndarray:
+             generator: torch.Generator | None = None, inverse: np.ndarray | None = None) -> np.ndarray:
+        """Actions for a batch of observations under the agent's rules.
+
+        With ``inverse``, ``obs`` and ``masks`` hold distinct states only and row ``i`` of the
+        result acts in state ``inverse[i]`` (each distinct state is scored once).
+        """
         obs_t = torch.as_tensor(np.asarray(obs), device=self.device, dtype=torch.float32)
         if obs_t.ndim == 1:
             obs_t = obs_t[None]
@@ -232,12 +238,20 @@ class ConstrainedDQN(DQN):
         else:
             hard = torch.as_tensor(np.asarray(masks, dtype=bool), device=self.device).reshape(n, -1)
         with torch.no_grad():
-            allowed = self._allowed(obs_t, hard)
-            q = self.policy.q_net(obs_t)
+            if isinstance(self.policy, ConstrainedDQNPolicy):
+                columns = hard.any(dim=0).nonzero().squeeze(1)
+                q, logits = self.policy.scores(obs_t, columns)
+            else:
+                q, logits = self.policy.q_net(obs_t), None
+            allowed = self._allowed(logits, hard)
+            rows = None if inverse is None else torch.as_tensor(inverse, device=self.device, dtype=torch.long)
             if deterministic:
                 actions = q.masked_fill(~allowed, float("-inf")).argmax(dim=1)
+                actions = actions if rows is None else actions[rows]
             else:
-                actions = top_n_sample(q, allowed, self.top_n_pct, generator=generator)
+                actions = top_n_sample(q, allowed, self.top_n_pct, generator=generator, rows=rows)
+                if rows is not None:
+                    allowed, n = allowed[rows], len(rows)
                 if epsilon > 0:
                     explore = torch.rand(n, device=self.device, generator=generator) < epsilon
                     if explore.any():
@@ -270,7 +284,7 @@ class ConstrainedDQN(DQN):
                             epsilon=0.0 if deterministic else self.exploration_rate)
         return (actions[0] if single else actions), state
 
-    def generate(self, n: int = 1000, seed: int | None = None, *, batch_size: int = 1024,
+    def generate(self, n: int = 1000, seed: int | None = None, *, batch_size: int = 4096,
                  exact_masks: str | None = None, progress: bool = False) -> list[str]:
         """Generate ``n`` formulas with the trained policy (top-n% sampling, oracles on, no epsilon).
 
@@ -309,7 +323,10 @@ class ConstrainedDQN(DQN):
                 next_q = next_q.masked_fill(~data.next_action_masks, float("-inf")).max(dim=1).values
                 next_q = torch.where(torch.isfinite(next_q), next_q, torch.zeros_like(next_q)).reshape(-1, 1)
                 target = data.rewards + (1 - data.dones) * self.gamma * next_q
-            current = torch.gather(self.q_net(data.observations), 1, data.actions.long())
+            if hasattr(self.q_net, "q_of"):  # the paper's network scores just the taken actions
+                current = self.q_net.q_of(data.observations, data.actions.long().reshape(-1)).reshape(-1, 1)
+            else:
+                current = torch.gather(self.q_net(data.observations), 1, data.actions.long())
             loss = F.smooth_l1_loss(current, target)
             losses.append(loss.item())
             self.policy.optimizer.zero_grad()

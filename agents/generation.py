@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from oxide_env.chemistry.completion import completable_actions, hard_rule_mask_of
-from oxide_env.chemistry.composition import counts_to_formula
+from oxide_env.chemistry.composition import counts_to_formulas
 from oxide_env.chemistry.elements import N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.features import featurize
-from oxide_env.env import N_COUNTS, N_STEPS
+from oxide_env.env import N_ACTIONS, N_COUNTS, N_STEPS
 
 
 def hard_rule_masks(counts: np.ndarray, step: int) -> np.ndarray:
@@ -35,7 +35,7 @@ def observations(counts: np.ndarray, step: int) -> np.ndarray:
     return obs
 
 
-def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: int = 1024,
+def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: int = 4096,
                     exact_masks: str | None = None, progress: bool = False) -> np.ndarray:
     """Final compositions ``(n, 80)`` of ``n`` episodes played by ``model``'s policy.
 
@@ -56,20 +56,25 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
     out = np.zeros((n, N_ELEMENTS), dtype=np.int64)
     for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", disable=not progress):
         counts = np.zeros((min(batch_size, n - start), N_ELEMENTS), dtype=np.int64)
+        history = np.zeros(counts.shape[0], dtype=np.int64)  # one id per distinct action sequence
         for step in range(N_STEPS):
-            masks = hard_rule_masks(counts, step)
+            # many episodes share a state (all of them at step 0): score each distinct state once
+            _, first, inverse = np.unique(history, return_index=True, return_inverse=True)
+            states = counts[first]
+            masks = hard_rule_masks(states, step)
             if exact_masks is not None:
-                for i in range(counts.shape[0]):
-                    exact = masks[i] & completable_actions(counts[i], step, exact_masks)
+                for i in range(states.shape[0]):
+                    exact = masks[i] & completable_actions(states[i], step, exact_masks)
                     if exact.any():
                         masks[i] = exact
-            actions = model._act(observations(counts, step), masks, deterministic=False, epsilon=0.0,
-                                 generator=generator)
+            actions = model._act(observations(states, step), masks, deterministic=False, epsilon=0.0,
+                                 generator=generator, inverse=inverse.reshape(-1))
             np.add.at(counts, (np.arange(counts.shape[0]), actions // N_COUNTS), actions % N_COUNTS)
+            history = inverse.reshape(-1) * N_ACTIONS + actions
         out[start : start + counts.shape[0]] = counts
     return out
 
 
 def generate(model: Any, n: int, seed: int | None = None, **kwargs: Any) -> list[str]:
     """Formulas of ``n`` generated materials (see :func:`generate_counts`)."""
-    return [counts_to_formula(row) for row in generate_counts(model, n, seed, **kwargs)]
+    return counts_to_formulas(generate_counts(model, n, seed, **kwargs))

@@ -27,6 +27,8 @@ from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
+from agents import kernels
+
 N_FEATURES = 145
 N_STEPS = 5
 N_ELEMENTS = 80
@@ -150,6 +152,10 @@ class PaperQNetwork(QNetwork):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.q_net(self.extract_features(obs, self.features_extractor).float())
 
+    def q_of(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q-values of the given actions only, ``(batch,)`` (training needs no other)."""
+        return self.q_net.score(self.extract_features(obs, self.features_extractor).float(), actions)
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(embed_dim=self.embed_dim, hidden_dim=self.hidden_dim)
@@ -198,6 +204,34 @@ class ConstrainedDQNPolicy(DQNPolicy):
         if self.paper_network:
             return PaperQNetwork(**net_args, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim).to(self.device)
         return QNetwork(**net_args).to(self.device)
+
+    def scores(self, obs: torch.Tensor, columns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q-values ``(batch, n_actions)`` and oracle logits ``(n_constraints, batch, n_actions)``.
+
+        For inference (no gradients) on the CPU with the paper's network, all networks are
+        evaluated together by the fused kernel of :mod:`agents.kernels`, and only for the
+        action indices in ``columns`` when given (the others read -inf: never the best, never allowed).
+        Otherwise each network runs in torch and ``columns`` is ignored.
+        """
+        nets = [self.q_net.q_net, *(o.q_net for o in self.oracles)]
+        if (obs.device.type != "cpu" or torch.is_grad_enabled() or not kernels.AVAILABLE
+                or not all(isinstance(n, PairNet) for n in nets)):
+            logits = [o(obs) for o in self.oracles]
+            return self.q_net(obs), (torch.stack(logits) if logits else obs.new_zeros(0, obs.shape[0], 1))
+        n_actions = int(self.action_space.n)
+        cols = torch.arange(n_actions) if columns is None else columns.to("cpu", torch.long)
+        obs = obs.float()
+        state = torch.cat([n.state_part(obs) for n in nets], dim=1).numpy()
+        action = torch.cat([n.action_part() for n in nets], dim=1).numpy()
+        weight = torch.cat([n.out.weight for n in nets]).numpy()
+        bias = torch.cat([n.out.bias for n in nets]).numpy()
+        raw = torch.from_numpy(kernels.pair_scores(state, action, weight, bias, cols.numpy()))
+        if len(cols) == n_actions and bool((cols == torch.arange(n_actions)).all()):
+            full = raw
+        else:
+            full = torch.full((len(nets), obs.shape[0], n_actions), float("-inf"))
+            full[:, :, cols] = raw
+        return full[0], full[1:]
 
     def oracle_probabilities(self, obs: torch.Tensor) -> torch.Tensor:
         """``C_j(s, a)`` for every oracle and action, ``(n_constraints, batch, n_actions)``."""

@@ -14,7 +14,7 @@ import torch
 
 
 def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
     """Sample uniformly among the top ``n_pct`` % of the allowed actions of each row, by ``q``.
 
     Row ``i`` keeps ``k_i = max(1, ceil(n_pct / 100 * allowed_i))`` actions. Runs on the tensors'
@@ -25,9 +25,11 @@ def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,
         mask: allowed actions, bool ``(batch, n_actions)``.
         n_pct: percentage of allowed actions to sample from (0 = greedy).
         generator: torch generator on the same device, for reproducibility.
+        rows: optional index ``(m,)``: draw ``m`` actions, the ``i``-th from row ``rows[i]``
+            (many draws from few distinct rows rank each row once).
 
     Returns:
-        Long tensor ``(batch,)`` of actions.
+        Long tensor ``(batch,)`` (or ``(m,)``) of actions.
     """
     if not 0.0 <= n_pct <= 100.0:
         raise ValueError(f"Invalid n_pct={n_pct!r}: expected a percentage in [0, 100].")
@@ -40,7 +42,9 @@ def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,
     scores = q.masked_fill(~mask, float("-inf"))
     k_max = int(k.max())
     top = torch.topk(scores, k_max, dim=1).indices  # (batch, k_max), best first
-    u = torch.rand(q.shape[0], device=q.device, generator=generator)
+    if rows is not None:
+        top, k = top[rows], k[rows]
+    u = torch.rand(top.shape[0], device=q.device, generator=generator)
     pick = torch.clamp((u * k).long(), max=k_max - 1)
     pick = torch.minimum(pick, k - 1)
     return top.gather(1, pick[:, None]).squeeze(1)

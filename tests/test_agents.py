@@ -53,6 +53,15 @@ def test_top_n_sample_only_allowed_and_uniform_over_top_k():
         top_n_sample(q, mask, n_pct=120)
 
 
+def test_top_n_sample_rows_draws_from_indexed_rows():
+    q = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    mask = torch.rand(3, 50, generator=torch.Generator().manual_seed(1)) > 0.3
+    rows = torch.tensor([2, 0, 0, 1, 2, 2])
+    a = top_n_sample(q, mask, 20.0, generator=torch.Generator().manual_seed(5), rows=rows)
+    b = top_n_sample(q[rows], mask[rows], 20.0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
 def test_top_n_rows_have_their_own_k():
     g = torch.Generator().manual_seed(1)
     q = torch.arange(10, dtype=torch.float32).repeat(2, 1)
@@ -80,6 +89,48 @@ def test_pairnet_batched_equals_per_action():
     assert torch.allclose(q[1, 417], ref.squeeze(), atol=1e-5)
     # no running statistics: the normalisation is a fixed buffer
     assert not any("running" in k for k in net.state_dict())
+
+
+def test_fused_kernel_equals_torch_networks():
+    """The CPU kernel (inference) scores exactly what the torch networks (training) compute."""
+    from agents import kernels
+
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    model = tiny_model()
+    policy = model.policy
+    venv = tiny_env(4)
+    obs = torch.as_tensor(np.concatenate([venv.reset(), venv.step(np.full(4, 52))[0]]))
+    q_ref = policy.q_net(obs).detach()  # gradients on: torch path
+    logits_ref = torch.stack([o(obs) for o in policy.oracles]).detach()
+    with torch.no_grad():
+        q, logits = policy.scores(obs)
+        assert torch.allclose(q, q_ref, atol=1e-5) and torch.allclose(logits, logits_ref, atol=1e-5)
+        columns = torch.tensor([3, 60, 61, 799])
+        q_cols, logits_cols = policy.scores(obs, columns)
+    assert torch.equal(q_cols[:, columns], q[:, columns])
+    assert torch.equal(logits_cols[:, :, columns], logits[:, :, columns])
+    others = torch.ones(800, dtype=torch.bool)
+    others[columns] = False
+    assert torch.isneginf(q_cols[:, others]).all() and torch.isneginf(logits_cols[:, :, others]).all()
+
+
+def test_generation_scores_each_distinct_state_once_with_identical_results():
+    """Batched generation (distinct states scored once) equals stepping every episode on its own."""
+    from agents.generation import generate_counts, hard_rule_masks, observations
+
+    model = tiny_model()
+    model.learn(total_timesteps=300)
+    n, seed = 64, 3
+    fast = generate_counts(model, n, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    counts = np.zeros((n, 80), dtype=np.int64)
+    for step in range(5):
+        actions = model._act(observations(counts, step), hard_rule_masks(counts, step), deterministic=False,
+                             epsilon=0.0, generator=generator)
+        np.add.at(counts, (np.arange(n), actions // 10), actions % 10)
+    assert np.array_equal(fast, counts)
+    assert len({r.tobytes() for r in fast}) > 1
 
 
 # ---------------------------------------------------------------- algorithm

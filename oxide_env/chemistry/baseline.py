@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from oxide_env.chemistry.composition import counts_to_formula
+from oxide_env.chemistry.composition import counts_to_formulas
 from oxide_env.chemistry.elements import MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
 
 __all__ = ["random_oxide_counts", "random_oxides"]
@@ -64,4 +64,4 @@ def random_oxides(n: int, seed: int | None = None) -> list[str]:
         >>> len(random_oxides(5, seed=0))
         5
     """
-    return [counts_to_formula(row) for row in random_oxide_counts(n, seed)]
+    return counts_to_formulas(random_oxide_counts(n, seed))

@@ -27,6 +27,7 @@ from oxide_env.chemistry.elements import ELEMENT_INDEX, ELEMENTS, N_ELEMENTS
 
 __all__ = [
     "counts_to_formula",
+    "counts_to_formulas",
     "formula_to_amounts",
     "formula_to_counts",
     "formulas_to_amounts",
@@ -51,6 +52,7 @@ def _electronegativity_order() -> np.ndarray:
 
 _WRITE_ORDER = _electronegativity_order()
 _WRITE_RANK = np.argsort(_WRITE_ORDER)
+_WRITE_SYMBOLS = np.array(ELEMENTS)[_WRITE_ORDER]
 
 
 def formula_to_amounts(formula: str) -> np.ndarray:
@@ -209,6 +211,28 @@ def counts_to_formula(counts: Sequence[float] | np.ndarray, *, reduce: bool = Fa
     nonzero = np.flatnonzero(arr)
     order = nonzero[np.argsort(_WRITE_RANK[nonzero])]
     return "".join(ELEMENTS[i] + _format_amount(arr[i]) for i in order.tolist())
+
+
+def counts_to_formulas(counts: np.ndarray) -> list[str]:
+    """:func:`counts_to_formula` of every row of an integer ``(n, 80)`` array, vectorized (~5x faster).
+
+    Example:
+        >>> from oxide_env.chemistry.composition import formula_to_counts
+        >>> counts_to_formulas(np.stack([formula_to_counts("CaTiO3"), np.zeros(80, int)]))
+        ['CaTiO3', '']
+    """
+    arr = np.asarray(counts)
+    if arr.ndim != 2 or arr.shape[1] != N_ELEMENTS or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"Invalid counts: expected an integer array (n, 80), got {arr.dtype} {arr.shape}; "
+                         "use counts_to_formula for fractional amounts.")
+    if arr.size and arr.min() < 0:
+        raise ValueError("Invalid counts: counts must be >= 0.")
+    ordered = arr[:, _WRITE_ORDER]
+    rows, cols = np.nonzero(ordered)
+    amounts = ordered[rows, cols].tolist()
+    parts = [s if a == 1 else f"{s}{a}" for s, a in zip(_WRITE_SYMBOLS[cols].tolist(), amounts)]
+    bounds = np.searchsorted(rows, np.arange(arr.shape[0] + 1)).tolist()
+    return ["".join(parts[bounds[i] : bounds[i + 1]]) for i in range(arr.shape[0])]
 
 
 def reduced_formula(formula_or_counts: str | Sequence[int] | np.ndarray) -> str:
