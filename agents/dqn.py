@@ -182,6 +182,8 @@ class ConstrainedDQN(DQN):
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
+        if getattr(self.policy, "oracle_optimizer", None) is None:  # no oracles (constraints=())
+            return state_dicts, variables
         return [*state_dicts, "policy.oracle_optimizer"], variables
 
     @classmethod

@@ -197,7 +197,8 @@ class ConstrainedDQNPolicy(DQNPolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)
         self.oracles = nn.ModuleList([self.make_q_net() for _ in range(self.n_constraints)])
-        self.oracle_optimizer = torch.optim.Adam(self.oracles.parameters(), lr=self.oracle_lr)
+        self.oracle_optimizer = (torch.optim.Adam(self.oracles.parameters(), lr=self.oracle_lr)
+                                 if self.n_constraints else None)
 
     def make_q_net(self) -> QNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)

@@ -240,6 +240,16 @@ def test_save_load_round_trip(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_no_oracles_trains_saves_and_loads(tmp_path):
+    model = tiny_model(constraints=())
+    assert len(model.policy.oracles) == 0 and model.policy.oracle_optimizer is None
+    model.learn(total_timesteps=300)
+    model.save(tmp_path / "m.zip")
+    loaded = ConstrainedDQN.load(tmp_path / "m.zip", env=tiny_env(), device="cpu")
+    assert loaded.constraints == ()
+    assert loaded.generate(20, seed=4) == model.generate(20, seed=4)
+
+
 def test_learning_improves_reward_over_random():
     from oxide_env.chemistry.baseline import random_oxide_counts
 
