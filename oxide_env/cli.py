@@ -218,6 +218,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark_table1(args: argparse.Namespace) -> int:
+    from agents.benchmark import run_table1
+
+    text = run_table1(seeds=args.seeds, n=args.n, iterations=args.iterations, out=args.out, tasks=args.tasks,
+                      methods=args.methods, progress=True)
+    print(text)
+    print(f"wrote {Path(args.out) / 'table1.md'}, table1.csv, pareto.png, histograms.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oxide-rl",
@@ -291,6 +301,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="FILE", help="CSV file to write")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("benchmark", help="Reproduce the paper's results (Table 1 and Figure 2).",
+                       description="Benchmarks that reproduce the paper.")
+    bench = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    b = bench.add_parser(
+        "table1", help="Table 1 + Figure 2 for every method, task and seed (resumable).",
+        description="Train every method (ConstrainedDQN with exact masks, the paper's ConstrainedDQN, DQN "
+        "without oracles, MaskablePPO) on every Table 1 task for each seed, generate --n materials per run "
+        "beside the random baseline, and write table1.md, table1.csv, pareto.png and histograms.png to --out. "
+        "Finished runs are reused: rerun the same command to resume. See agents/benchmark.py.")
+    tasks = ["formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature",
+             "sintering_bulk_62.5", "sintering_bulk_125", "sintering_bulk_250"]
+    methods = ["constrained_dqn", "paper_dqn", "dqn_no_oracles", "maskable_ppo", "random"]
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    b.add_argument("--n", type=int, default=1000, help="materials generated per run (default 1000)")
+    b.add_argument("--iterations", type=int, default=500,
+                   help="training iterations of 100 episodes for every trained method (paper: 500)")
+    b.add_argument("--out", default="benchmarks/results", help="output folder (default benchmarks/results)")
+    b.add_argument("--tasks", nargs="+", choices=tasks, default=tasks, help="tasks (default: all seven rows)")
+    b.add_argument("--methods", nargs="+", choices=methods, default=methods,
+                   help="methods (default: all; 'random' is needed for the shifts)")
+    b.set_defaults(func=cmd_benchmark_table1)
     return parser
 
 

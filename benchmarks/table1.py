@@ -1,0 +1,25 @@
+"""Reproduce the paper's Table 1 and Figure 2 with every method side by side (resumable).
+
+Same as ``oxide-rl benchmark table1`` (same options); see ``agents/benchmark.py`` for what it runs.
+
+Usage:
+    python benchmarks/table1.py [--seeds 0 1 2] [--n 1000] [--iterations 500] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# benchmarks/predictors.py would shadow the predictors package: keep this folder off sys.path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from oxide_env.cli import main as cli_main
+
+    return cli_main(["benchmark", "table1", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
