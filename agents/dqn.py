@@ -287,10 +287,11 @@ class ConstrainedDQN(DQN):
         return (actions[0] if single else actions), state
 
     def generate(self, n: int = 1000, seed: int | None = None, *, batch_size: int = 4096,
-                 exact_masks: str | None = None, progress: bool = False) -> list[str]:
+                 exact_masks: str | None = None, distinct: bool = False, progress: bool = False) -> list[str]:
         """Generate ``n`` formulas with the trained policy (top-n% sampling, oracles on, no epsilon).
 
-        See :func:`agents.generation.generate`; by default the exact masks of the training env are used.
+        See :func:`agents.generation.generate_counts`; by default the exact masks of the training env
+        are used. ``distinct=True`` redraws duplicates so that the ``n`` reduced formulas are distinct.
         """
         from agents.generation import generate
 
@@ -299,7 +300,8 @@ class ConstrainedDQN(DQN):
                 exact_masks = self.env.get_attr("exact_masks")[0]
             except AttributeError:
                 exact_masks = None
-        return generate(self, n, seed=seed, batch_size=batch_size, exact_masks=exact_masks, progress=progress)
+        return generate(self, n, seed=seed, batch_size=batch_size, exact_masks=exact_masks, distinct=distinct,
+                        progress=progress)
 
     def _on_step(self) -> None:
         self._n_calls += 1

@@ -35,8 +35,30 @@ def observations(counts: np.ndarray, step: int) -> np.ndarray:
     return obs
 
 
+def _play(model: Any, m: int, generator: torch.Generator, exact_masks: str | None) -> np.ndarray:
+    """Final compositions ``(m, 80)`` of ``m`` episodes advanced together."""
+    counts = np.zeros((m, N_ELEMENTS), dtype=np.int64)
+    history = np.zeros(m, dtype=np.int64)  # one id per distinct action sequence
+    for step in range(N_STEPS):
+        # many episodes share a state (all of them at step 0): score each distinct state once
+        _, first, inverse = np.unique(history, return_index=True, return_inverse=True)
+        states = counts[first]
+        masks = hard_rule_masks(states, step)
+        if exact_masks is not None:
+            for i in range(states.shape[0]):
+                exact = masks[i] & completable_actions(states[i], step, exact_masks)
+                if exact.any():
+                    masks[i] = exact
+        actions = model._act(observations(states, step), masks, deterministic=False, epsilon=0.0,
+                             generator=generator, inverse=inverse.reshape(-1))
+        np.add.at(counts, (np.arange(m), actions // N_COUNTS), actions % N_COUNTS)
+        history = inverse.reshape(-1) * N_ACTIONS + actions
+    return counts
+
+
 def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: int = 4096,
-                    exact_masks: str | None = None, progress: bool = False) -> np.ndarray:
+                    exact_masks: str | None = None, distinct: bool = False, max_rounds: int = 100,
+                    progress: bool = False) -> np.ndarray:
     """Final compositions ``(n, 80)`` of ``n`` episodes played by ``model``'s policy.
 
     Args:
@@ -45,34 +67,42 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
         seed: seed of the sampling generator (same seed, same list).
         batch_size: episodes advanced together.
         exact_masks: also apply the environment's exact constraint masks.
+        distinct: return ``n`` *distinct* reduced formulas: episodes are played in rounds and a
+            material whose reduced formula was already generated is dropped and redrawn (first
+            occurrences are kept, in order). Raises ``ValueError`` if the policy cannot produce
+            ``n`` of them in ``max_rounds`` rounds.
         progress: show a progress bar.
     """
     from tqdm.auto import tqdm
+
+    from oxide_env.chemistry.metrics import composition_keys
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"Invalid n={n!r}: expected an integer >= 0.")
     generator = torch.Generator(device=model.device)
     generator.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**62)))
-    out = np.zeros((n, N_ELEMENTS), dtype=np.int64)
-    for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", disable=not progress):
-        counts = np.zeros((min(batch_size, n - start), N_ELEMENTS), dtype=np.int64)
-        history = np.zeros(counts.shape[0], dtype=np.int64)  # one id per distinct action sequence
-        for step in range(N_STEPS):
-            # many episodes share a state (all of them at step 0): score each distinct state once
-            _, first, inverse = np.unique(history, return_index=True, return_inverse=True)
-            states = counts[first]
-            masks = hard_rule_masks(states, step)
-            if exact_masks is not None:
-                for i in range(states.shape[0]):
-                    exact = masks[i] & completable_actions(states[i], step, exact_masks)
-                    if exact.any():
-                        masks[i] = exact
-            actions = model._act(observations(states, step), masks, deterministic=False, epsilon=0.0,
-                                 generator=generator, inverse=inverse.reshape(-1))
-            np.add.at(counts, (np.arange(counts.shape[0]), actions // N_COUNTS), actions % N_COUNTS)
-            history = inverse.reshape(-1) * N_ACTIONS + actions
-        out[start : start + counts.shape[0]] = counts
-    return out
+    if not distinct:
+        out = np.zeros((n, N_ELEMENTS), dtype=np.int64)
+        for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", disable=not progress):
+            m = min(batch_size, n - start)
+            out[start : start + m] = _play(model, m, generator, exact_masks)
+        return out
+    rows: list[np.ndarray] = []
+    seen: set = set()
+    with tqdm(total=n, desc="generate (distinct)", unit="material", disable=not progress) as bar:
+        for _ in range(max_rounds):
+            if len(rows) >= n:
+                break
+            counts = _play(model, min(batch_size, max(2 * (n - len(rows)), 64)), generator, exact_masks)
+            for row, key in zip(counts, composition_keys(counts)):
+                if key not in seen and len(rows) < n:
+                    seen.add(key)
+                    rows.append(row)
+                    bar.update(1)
+    if len(rows) < n:
+        raise ValueError(f"Only {len(rows)} distinct materials after {max_rounds} rounds (n={n}): ask for fewer, "
+                         "raise max_rounds, or sample more widely (a larger top_n_pct).")
+    return np.stack(rows) if rows else np.zeros((0, N_ELEMENTS), dtype=np.int64)
 
 
 def generate(model: Any, n: int, seed: int | None = None, **kwargs: Any) -> list[str]:

@@ -58,6 +58,31 @@ def feature_statistics(n_episodes: int = 4000, seed: int = 0) -> tuple[np.ndarra
     return x.mean(axis=0).astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
 
 
+def use_kernel(obs: torch.Tensor) -> bool:
+    """Whether :mod:`agents.kernels` serves this call: inference (no gradients) on the CPU."""
+    return kernels.AVAILABLE and obs.device.type == "cpu" and not torch.is_grad_enabled()
+
+
+def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+    """Scores ``(len(nets), batch, 800)`` of several :class:`PairNet` by the fused CPU kernel.
+
+    Only the actions in ``columns`` are scored (the others read -inf). No gradients.
+    """
+    cols = torch.arange(N_ACTIONS) if columns is None else columns.to("cpu", torch.long)
+    obs = obs.float()
+    with torch.no_grad():
+        state = torch.cat([n.state_part(obs) for n in nets], dim=1).numpy()
+        action = torch.cat([n.action_part() for n in nets], dim=1).numpy()
+        weight = torch.cat([n.out.weight for n in nets]).numpy()
+        bias = torch.cat([n.out.bias for n in nets]).numpy()
+    raw = torch.from_numpy(kernels.pair_scores(state, action, weight, bias, cols.numpy()))
+    if len(cols) == N_ACTIONS and bool((cols == torch.arange(N_ACTIONS)).all()):
+        return raw
+    full = torch.full((len(nets), obs.shape[0], N_ACTIONS), float("-inf"))
+    full[:, :, cols] = raw
+    return full
+
+
 class PairNet(nn.Module):
     """Scores every (state, action) pair with the paper's four-input architecture.
 
@@ -110,6 +135,8 @@ class PairNet(nn.Module):
     CHUNK = 64  # states per block: a (64, 800, 64) block stays in cache, ~4x faster than larger ones
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if use_kernel(obs):  # inference on the CPU: the fused kernel (same values, ~5x faster)
+            return fused_scores([self], obs)[0]
         state = self.state_part(obs)
         action = self.action_part()[None, :, :]
         w = self.out.weight.T
@@ -215,23 +242,10 @@ class ConstrainedDQNPolicy(DQNPolicy):
         Otherwise each network runs in torch and ``columns`` is ignored.
         """
         nets = [self.q_net.q_net, *(o.q_net for o in self.oracles)]
-        if (obs.device.type != "cpu" or torch.is_grad_enabled() or not kernels.AVAILABLE
-                or not all(isinstance(n, PairNet) for n in nets)):
+        if not use_kernel(obs) or not all(isinstance(n, PairNet) for n in nets):
             logits = [o(obs) for o in self.oracles]
             return self.q_net(obs), (torch.stack(logits) if logits else obs.new_zeros(0, obs.shape[0], 1))
-        n_actions = int(self.action_space.n)
-        cols = torch.arange(n_actions) if columns is None else columns.to("cpu", torch.long)
-        obs = obs.float()
-        state = torch.cat([n.state_part(obs) for n in nets], dim=1).numpy()
-        action = torch.cat([n.action_part() for n in nets], dim=1).numpy()
-        weight = torch.cat([n.out.weight for n in nets]).numpy()
-        bias = torch.cat([n.out.bias for n in nets]).numpy()
-        raw = torch.from_numpy(kernels.pair_scores(state, action, weight, bias, cols.numpy()))
-        if len(cols) == n_actions and bool((cols == torch.arange(n_actions)).all()):
-            full = raw
-        else:
-            full = torch.full((len(nets), obs.shape[0], n_actions), float("-inf"))
-            full[:, :, cols] = raw
+        full = fused_scores(nets, obs, columns)
         return full[0], full[1:]
 
     def oracle_probabilities(self, obs: torch.Tensor) -> torch.Tensor:

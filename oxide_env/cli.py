@@ -202,7 +202,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from predictors.data import training_keys
 
     model = load_agent(args.model, device="cpu")
-    formulas = model.generate(args.n, seed=args.seed, progress=True)
+    formulas = model.generate(args.n, seed=args.seed, distinct=args.distinct, progress=True)
     models = [predictors.load(name) for name in predictors.PREDICTOR_NAMES]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -300,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=1000, help="number of materials (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="FILE", help="CSV file to write")
+    p.add_argument("--distinct", action="store_true",
+                   help="n distinct reduced formulas (duplicates are redrawn)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("benchmark", help="Reproduce the paper's results (Table 1 and Figure 2).",

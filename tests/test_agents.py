@@ -106,6 +106,7 @@ def test_fused_kernel_equals_torch_networks():
     with torch.no_grad():
         q, logits = policy.scores(obs)
         assert torch.allclose(q, q_ref, atol=1e-5) and torch.allclose(logits, logits_ref, atol=1e-5)
+        assert torch.allclose(policy.q_net(obs), q_ref, atol=1e-5)  # PairNet.forward's kernel path
         columns = torch.tensor([3, 60, 61, 799])
         q_cols, logits_cols = policy.scores(obs, columns)
     assert torch.equal(q_cols[:, columns], q[:, columns])
@@ -238,6 +239,19 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.top_n_pct == model.top_n_pct and loaded.constraints == model.constraints
     for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_distinct_generation_redraws_duplicates():
+    from agents.generation import generate_counts
+    from oxide_env.chemistry.metrics import composition_keys
+
+    model = tiny_model()
+    model.learn(total_timesteps=300)
+    counts = generate_counts(model, 60, seed=2, distinct=True)
+    assert counts.shape == (60, 80) and len(set(composition_keys(counts))) == 60
+    assert np.array_equal(counts, generate_counts(model, 60, seed=2, distinct=True))
+    with pytest.raises(ValueError, match="Only 0 distinct materials after 0 rounds"):
+        generate_counts(model, 5, seed=2, distinct=True, max_rounds=0)
 
 
 def test_no_oracles_trains_saves_and_loads(tmp_path):

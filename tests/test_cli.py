@@ -11,10 +11,11 @@ def test_help_for_every_command(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
-    commands = ["evaluate", "baseline", "predict", "train-predictors", "train", "generate"]
+    commands = ["evaluate", "baseline", "predict", "train-predictors", "train", "generate", "benchmark",
+                "benchmark table1"]
     for cmd in commands:
         with pytest.raises(SystemExit) as exc:
-            main([cmd, "--help"])
+            main([*cmd.split(), "--help"])
         assert exc.value.code == 0
     assert "usage" in capsys.readouterr().out
 
@@ -76,3 +77,5 @@ def test_train_and_generate_tiny(tmp_path, capsys):
     main(["generate", "--model", str(run), "-n", "50", "--seed", "1", "--out", str(again)])
     assert again.read_text() == csv_path.read_text()
     assert main(["generate", "--model", str(tmp_path / "nothing"), "-n", "5", "--out", str(again)]) == 2
+    assert main(["generate", "--model", str(run), "-n", "30", "--distinct", "--out", str(again)]) == 0
+    assert len(set(again.read_text().splitlines()[1:])) == 30
