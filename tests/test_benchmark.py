@@ -70,3 +70,13 @@ def test_smoke_table1_tiny_budget_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(benchmark, "_train_dqn", fail)
     monkeypatch.setattr(benchmark, "_train_maskable_ppo", fail)
     assert run_table1(**kwargs).split("## Wall time")[0] == text.split("## Wall time")[0]
+
+
+def test_script_has_help():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "table1.py"
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--seeds" in out.stdout and "--iterations" in out.stdout
