@@ -290,10 +290,10 @@ def pareto_front(sintering: np.ndarray, bulk: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- report
-def _pm(mean: float, sd: float, digits: int = 1) -> str:
+def _pm(mean: float, sd: float, digits: int = 1, signed: bool = False) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
-    text = f"{mean:.{digits}f}"
+    text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
     return text if sd is None or math.isnan(sd) else f"{text} ± {sd:.{digits}f}"
 
 
@@ -365,8 +365,8 @@ def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[
             for prop in props:
                 d = _digits(prop)
                 cells.append(_pm(row[f"{prop}_mean"], row[f"{prop}_mean_sd"], d) + f" (σ {row[f'{prop}_std']:.{d}f})")
-                cells.append(_pm(row.get(f"{prop}_shift", math.nan), row.get(f"{prop}_shift_sd", math.nan), 2)
-                             if key != "random" else "0")
+                cells.append(_pm(row.get(f"{prop}_shift", math.nan), row.get(f"{prop}_shift_sd", math.nan), 2,
+                                 signed=True) if key != "random" else "0")
             cells.append(_paper_cell(task.key, props) if key == "paper_dqn" else
                          _paper_cell(None, props) if key == "random" else "")
             if key != GOAL_METHOD:
