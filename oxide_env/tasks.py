@@ -183,7 +183,10 @@ class RewardModel:
 
         counts = np.asarray(counts, dtype=np.int64).reshape(-1, counts.shape[-1])
         keys = [row.tobytes() for row in counts]
-        todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        found = {k: self._cache[k] for k in keys if k in self._cache}  # read before anything is evicted
+        for k in found:
+            self._cache.move_to_end(k)  # least recently used entries are evicted first
+        todo = [i for i, k in enumerate(keys) if k not in found]
         if todo:
             uniq = list(dict.fromkeys(keys[i] for i in todo))
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
@@ -203,16 +206,16 @@ class RewardModel:
             if not np.all(np.isfinite(rewards)):
                 raise ValueError("The task produced a non-finite reward; check the task callable.")
             for j, key in enumerate(uniq):
-                self._cache[key] = (
+                found[key] = self._cache[key] = (
                     float(rewards[j]),
                     {n: float(v[j]) for n, v in means.items()},
                     {n: float(v[j]) for n, v in stds.items()},
                     bool(neutral[j]),
                     bool(balanced[j]),
                 )
-                if len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        return [self._cache[k] for k in keys]
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return [found[k] for k in keys]
 
     def rewards(self, counts: np.ndarray) -> np.ndarray:
         """Terminal rewards of a batch of final compositions ``(n, 80)``."""

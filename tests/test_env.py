@@ -259,3 +259,19 @@ def test_maskable_ppo_never_takes_a_masked_action():
                 assert not info["masked_action"] and not info["invalid_action"]
                 assert info["charge_neutral"]
     assert n_done >= 100
+
+
+def test_reward_cache_full_never_loses_a_batch_entry():
+    """A full cache evicts least recently used entries, never one the current batch still needs."""
+    from oxide_env.tasks import RewardModel, make_task
+
+    preds = {name: (lambda c, k=i: c.sum(axis=1) * 1.0 + k) for i, name in enumerate(PREDICTOR_NAMES)}
+    model = RewardModel(make_task("bulk_modulus"), preds, cache_size=2)
+    model._cache.clear()
+    rows = np.zeros((4, 80), dtype=np.int64)
+    rows[:, 6] = [1, 2, 3, 4]  # O1, O2, O3, O4: rewards 1 + 1, 2 + 1, ...
+    assert model.rewards(rows[:2]).tolist() == [2.0, 3.0]
+    # one hit (the oldest entry) and two new compositions in a batch larger than the cache
+    assert model.rewards(rows[[0, 2, 3]]).tolist() == [2.0, 4.0, 5.0]
+    assert len(model._cache) == 2
+    assert model.rewards(rows).tolist() == [2.0, 3.0, 4.0, 5.0]
