@@ -20,8 +20,10 @@ Methods (all see the same environment budget: ``(iterations + 1) x 100`` episode
   the episode is charge neutral and electronegativity balanced), so every generated
   material is valid by construction; learned oracles are then redundant and off; 10
   gradient steps per iteration instead of 1 (the paper's single step leaves Q undertrained);
-  sampling among the top 10 % instead of 20 % (a larger property shift); generation with ``distinct=True`` (a duplicate reduced formula is redrawn; the plain
-  policy's % unique is reported beside it).
+  sampling among the top 10 % instead of 20 % (a larger property shift); generation with
+  ``distinct=True`` (a duplicate reduced formula is redrawn; the plain policy's % unique is
+  reported beside it; a policy that collapsed onto fewer than ``n`` distinct materials is
+  reported with its plain samples).
 * ``paper_dqn`` — the paper's method and settings: learned constraint oracles, hard-rule masks.
 * ``dqn_no_oracles`` — ablation: the paper's DQN without oracles (hard-rule masks only).
 * ``maskable_ppo`` — sb3-contrib's MaskablePPO on the same environment as ours.
@@ -192,7 +194,10 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     elif method.kind == "dqn":
         model, train_seconds = _train_dqn(task, method, seed, iterations, directory)
         t0 = time.perf_counter()
-        formulas = model.generate(n, seed=seed, distinct=method.distinct)
+        try:
+            formulas = model.generate(n, seed=seed, distinct=method.distinct)
+        except ValueError:  # the policy collapsed onto fewer than n distinct materials: report it as is
+            formulas = model.generate(n, seed=seed)
         if method.distinct:  # also report how distinct the policy's plain samples are (not timed)
             untimed = time.perf_counter()
             policy_unique = pct_unique(model.generate(n, seed=seed))
