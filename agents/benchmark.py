@@ -194,14 +194,15 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     elif method.kind == "dqn":
         model, train_seconds = _train_dqn(task, method, seed, iterations, directory)
         t0 = time.perf_counter()
+        plain = None
+        if method.distinct:  # the plain samples: how distinct the policy is by itself (not timed)
+            plain = model.generate(n, seed=seed)
+            policy_unique = pct_unique(plain)
+            t0 = time.perf_counter()
         try:
             formulas = model.generate(n, seed=seed, distinct=method.distinct)
         except ValueError:  # the policy collapsed onto fewer than n distinct materials: report it as is
-            formulas = model.generate(n, seed=seed)
-        if method.distinct:  # also report how distinct the policy's plain samples are (not timed)
-            untimed = time.perf_counter()
-            policy_unique = pct_unique(model.generate(n, seed=seed))
-            t0 += time.perf_counter() - untimed
+            formulas = plain
     elif method.kind == "maskable_ppo":
         model, train_seconds = _train_maskable_ppo(task, method, seed, iterations, directory)
         t0 = time.perf_counter()
@@ -374,11 +375,8 @@ def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[
                                  signed=True) if key != "random" else "0")
             cells.append(_paper_cell(task.key, props) if key == "paper_dqn" else
                          _paper_cell(None, props) if key == "random" else "")
-            if key != GOAL_METHOD:
-                cells.append("")
-            else:
-                missed = goal_status(task, row)
-                cells.append("met" if not missed else "missed: " + "; ".join(missed))
+            missed = goal_status(task, row) if key == GOAL_METHOD else None
+            cells.append("" if missed is None else "missed: " + "; ".join(missed) if missed else "met")
             lines.append("| " + " | ".join(cells) + " |")
             csv_row = {"task": task.key, "method": key, "label": METHODS[key].label}
             csv_row.update({k: v for k, v in row.items()})
@@ -386,8 +384,8 @@ def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[
                 csv_row.update({f"paper_{k}": v for k, v in PAPER[task.key].items()})
             if key == "random":
                 csv_row.update({f"paper_{k}": v for k, v in PAPER_RANDOM.items()})
-            if key == GOAL_METHOD:
-                csv_row["goal_missed"] = "; ".join(goal_status(task, row))
+            if missed is not None:
+                csv_row["goal_missed"] = "; ".join(missed)
             csv_rows.append(csv_row)
         lines.append("")
 
@@ -438,12 +436,12 @@ def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[
 
 
 def _run_dir(out: Path, task: str, method: str, seed: int) -> Path:
+    task = "all" if method == "random" else task  # one random run per seed serves every task
     return out / "table1_runs" / task / method / f"seed{seed}"
 
 
 def _formulas_of(out: Path, r: dict[str, Any]) -> Path:
-    task = "all" if r["method"] == "random" else r["task"]  # one random run per seed serves every task
-    return _run_dir(out, task, r["method"], r["seed"]) / "formulas.csv"
+    return _run_dir(out, r["task"], r["method"], r["seed"]) / "formulas.csv"
 
 
 def _hypervolumes(out: Path, results: list[dict[str, Any]], lam_tasks: Sequence[BenchTask]):
@@ -585,9 +583,8 @@ def run_table1(seeds: Sequence[int] = (0, 1, 2), n: int = 1000, iterations: int 
     bar = tqdm(jobs, desc="table1", unit="run", disable=not progress)
     for task, method, seed in bar:
         bar.set_postfix_str(f"{task.key} / {method.key} / seed {seed}")
-        task_dir = "all" if method.key == "random" else task.key
         result = run_one(task, method, seed, n=n, iterations=iterations,
-                         directory=_run_dir(out, task_dir, method.key, seed), models=models, reference=reference)
+                         directory=_run_dir(out, task.key, method.key, seed), models=models, reference=reference)
         results.append(result)
     expanded = []
     for r in results:
