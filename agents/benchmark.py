@@ -335,7 +335,7 @@ def _paper_cell(task_key: str | None, props: Sequence[str]) -> str:
 
 def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[str], tasks: Sequence[BenchTask],
                  seeds: Sequence[int], n: int, iterations: int, wall_seconds: float, command: str) -> str:
-    """Write ``table1.md``, ``table1.csv``, ``pareto.png`` and ``histograms.png``; return the Markdown."""
+    """Write ``table1.md``, ``table1.csv`` and the figures of :func:`figure_names`; return the Markdown."""
     summary = summarize_runs(results)
     lines = [
         "# Table 1 and Figure 2: reproduced, and compared with other algorithms", "",
@@ -418,9 +418,13 @@ def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[
     total = sum(r["train_seconds"] + r["generate_seconds"] + r["evaluate_seconds"] for r in unique_runs)
     lines += ["", f"Sum over all {len(unique_runs)} runs: {total / 60:.1f} min of training, generation and evaluation; "
               f"this invocation took {wall_seconds / 60:.1f} min (finished runs are reused, not redone). "
-              "The paper reports 2-3 h per agent on an RTX A5000 GPU.", "",
-              "![Figure 2](pareto.png)", "", "![Histograms](histograms.png)", "",
-              f"Command: `{command}`", ""]
+              "The paper reports 2-3 h per agent on an RTX A5000 GPU.", ""]
+    figures = figure_names(tasks, methods)  # link only the figures written below
+    if "pareto.png" in figures:
+        lines += ["![Figure 2](pareto.png)", ""]
+    if "histograms.png" in figures:
+        lines += ["![Histograms](histograms.png)", ""]
+    lines += [f"Command: `{command}`", ""]
     text = "\n".join(lines)
     (out / "table1.md").write_text(text)
     keys: list[str] = []
@@ -433,6 +437,26 @@ def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[
     _plot_pareto(out, results, lam_tasks, methods)
     _plot_histograms(out, results, [t for t in tasks if t.task != "sintering_bulk"], methods)
     return text
+
+
+def figure_names(tasks: Sequence[BenchTask], methods: Sequence[str]) -> list[str]:
+    """The figures :func:`write_report` writes for these tasks and methods.
+
+    ``pareto.png`` needs a λ task and a trained method; ``histograms.png`` a single-property task.
+
+    Example:
+        >>> figure_names([TASKS_BY_KEY["bulk_modulus"]], ["constrained_dqn", "random"])
+        ['histograms.png']
+    """
+    names = []
+    if any(t.task == "sintering_bulk" for t in tasks) and any(m in _PARETO_AGENTS for m in methods):
+        names.append("pareto.png")
+    if any(t.task != "sintering_bulk" for t in tasks):
+        names.append("histograms.png")
+    return names
+
+
+_PARETO_AGENTS = ("constrained_dqn", "paper_dqn", "dqn_no_oracles", "maskable_ppo")
 
 
 def _run_dir(out: Path, task: str, method: str, seed: int) -> Path:
@@ -481,7 +505,7 @@ def _plot_pareto(out: Path, results, lam_tasks: Sequence[BenchTask], methods: Se
 
     if not lam_tasks:
         return
-    agent = next((m for m in ("constrained_dqn", "paper_dqn", "dqn_no_oracles", "maskable_ppo") if m in methods), None)
+    agent = next((m for m in _PARETO_AGENTS if m in methods), None)
     if agent is None:
         return
     known = training_keys()

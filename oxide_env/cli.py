@@ -219,12 +219,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark_table1(args: argparse.Namespace) -> int:
-    from agents.benchmark import run_table1
+    from agents.benchmark import TASKS_BY_KEY, figure_names, run_table1
 
     text = run_table1(seeds=args.seeds, n=args.n, iterations=args.iterations, out=args.out, tasks=args.tasks,
                       methods=args.methods, progress=True)
     print(text)
-    print(f"wrote {Path(args.out) / 'table1.md'}, table1.csv, pareto.png, histograms.png")
+    figures = figure_names([TASKS_BY_KEY[t] for t in args.tasks], args.methods)
+    print(f"wrote {Path(args.out) / 'table1.md'}, " + ", ".join(["table1.csv", *figures]))
     return 0
 
 

@@ -80,3 +80,17 @@ def test_script_has_help():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "table1.py"
     out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--seeds" in out.stdout and "--iterations" in out.stdout
+
+
+def test_only_written_figures_are_announced_and_linked(tmp_path, capsys):
+    """No λ task: no pareto.png, and neither the report nor the CLI mentions one."""
+    from oxide_env.cli import main
+
+    assert benchmark.figure_names([TASKS_BY_KEY["sintering_bulk_250"]], ["random"]) == []
+    assert benchmark.figure_names([TASKS_BY_KEY["sintering_bulk_250"]], ["paper_dqn"]) == ["pareto.png"]
+    assert main(["benchmark", "table1", "--seeds", "0", "--n", "20", "--iterations", "1", "--tasks", "bulk_modulus",
+                 "--methods", "random", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert not (tmp_path / "pareto.png").exists() and (tmp_path / "histograms.png").stat().st_size > 0
+    assert "pareto.png" not in printed and "pareto.png" not in (tmp_path / "table1.md").read_text()
+    assert "histograms.png" in printed.splitlines()[-1]
