@@ -295,13 +295,16 @@ class ConstrainedDQN(DQN):
         """
         from agents.generation import generate
 
-        if exact_masks is None and self.env is not None:
+        normalize = False
+        if self.env is not None:
             try:
-                exact_masks = self.env.get_attr("exact_masks")[0]
+                if exact_masks is None:
+                    exact_masks = self.env.get_attr("exact_masks")[0]
+                normalize = bool(self.env.get_attr("normalize_observations")[0])
             except AttributeError:
-                exact_masks = None
+                pass
         return generate(self, n, seed=seed, batch_size=batch_size, exact_masks=exact_masks, distinct=distinct,
-                        progress=progress)
+                        progress=progress, normalize_observations=normalize)
 
     def _on_step(self) -> None:
         self._n_calls += 1

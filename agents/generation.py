@@ -17,6 +17,7 @@ from oxide_env.chemistry.composition import counts_to_formulas
 from oxide_env.chemistry.elements import N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.features import featurize
 from oxide_env.env import N_ACTIONS, N_COUNTS, N_STEPS
+from oxide_env.normalization import normalize_features
 
 
 def hard_rule_masks(counts: np.ndarray, step: int) -> np.ndarray:
@@ -25,17 +26,24 @@ def hard_rule_masks(counts: np.ndarray, step: int) -> np.ndarray:
     return np.where(has_other[:, None], hard_rule_mask_of(True, step), hard_rule_mask_of(False, step))
 
 
-def observations(counts: np.ndarray, step: int) -> np.ndarray:
+def observations(counts: np.ndarray, step: int, normalize: bool = False) -> np.ndarray:
+    """The environment's observations of a batch of states at the same step, ``(n, 150)``.
+
+    ``normalize``: as the environment's ``normalize_observations=True``.
+    """
     obs = np.zeros((counts.shape[0], 145 + N_STEPS), dtype=np.float32)
     nonempty = counts.any(axis=1)
     if nonempty.any():
         obs[nonempty, :145] = featurize(counts[nonempty])
+    if normalize:
+        obs[:, :145] = normalize_features(obs[:, :145])
     if step < N_STEPS:
         obs[:, 145 + step] = 1.0
     return obs
 
 
-def _play(model: Any, m: int, generator: torch.Generator, exact_masks: str | None) -> np.ndarray:
+def _play(model: Any, m: int, generator: torch.Generator, exact_masks: str | None,
+          normalize: bool = False) -> np.ndarray:
     """Final compositions ``(m, 80)`` of ``m`` episodes advanced together."""
     counts = np.zeros((m, N_ELEMENTS), dtype=np.int64)
     history = np.zeros(m, dtype=np.int64)  # one id per distinct action sequence
@@ -49,7 +57,7 @@ def _play(model: Any, m: int, generator: torch.Generator, exact_masks: str | Non
                 exact = masks[i] & completable_actions(states[i], step, exact_masks)
                 if exact.any():
                     masks[i] = exact
-        actions = model._act(observations(states, step), masks, deterministic=False, epsilon=0.0,
+        actions = model._act(observations(states, step, normalize), masks, deterministic=False, epsilon=0.0,
                              generator=generator, inverse=inverse.reshape(-1))
         np.add.at(counts, (np.arange(m), actions // N_COUNTS), actions % N_COUNTS)
         history = inverse.reshape(-1) * N_ACTIONS + actions
@@ -58,7 +66,7 @@ def _play(model: Any, m: int, generator: torch.Generator, exact_masks: str | Non
 
 def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: int = 4096,
                     exact_masks: str | None = None, distinct: bool = False, max_rounds: int = 100,
-                    progress: bool = False) -> np.ndarray:
+                    progress: bool = False, normalize_observations: bool = False) -> np.ndarray:
     """Final compositions ``(n, 80)`` of ``n`` episodes played by ``model``'s policy.
 
     Args:
@@ -72,6 +80,8 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
             occurrences are kept, in order). Raises ``ValueError`` if the policy cannot produce
             ``n`` of them in ``max_rounds`` rounds.
         progress: show a progress bar.
+        normalize_observations: the policy was trained on an environment with
+            ``normalize_observations=True``: feed it normalised observations.
     """
     from tqdm.auto import tqdm
 
@@ -85,7 +95,7 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
         out = np.zeros((n, N_ELEMENTS), dtype=np.int64)
         for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", disable=not progress):
             m = min(batch_size, n - start)
-            out[start : start + m] = _play(model, m, generator, exact_masks)
+            out[start : start + m] = _play(model, m, generator, exact_masks, normalize_observations)
         return out
     rows: list[np.ndarray] = []
     seen: set = set()
@@ -93,7 +103,8 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
         for _ in range(max_rounds):
             if len(rows) >= n:
                 break
-            counts = _play(model, min(batch_size, max(2 * (n - len(rows)), 64)), generator, exact_masks)
+            counts = _play(model, min(batch_size, max(2 * (n - len(rows)), 64)), generator, exact_masks,
+                           normalize_observations)
             for row, key in zip(counts, composition_keys(counts)):
                 if key not in seen and len(rows) < n:
                     seen.add(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -14,6 +15,7 @@ from oxide_env.chemistry.completion import completable_actions, hard_rule_mask_o
 from oxide_env.chemistry.composition import counts_to_formula
 from oxide_env.chemistry.elements import ELEMENTS, MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.features import N_FEATURES, feature_bounds, featurize_one
+from oxide_env.normalization import normalize_features
 from oxide_env.tasks import RewardModel, Task, make_task
 
 N_STEPS = 5
@@ -60,6 +62,68 @@ def decode_action(action: int) -> tuple[int, int]:
     return divmod(int(action), N_COUNTS)
 
 
+CELL_PIXELS = 12
+_TABLE_ROWS, _TABLE_COLUMNS = 10, 18  # 7 periods, a gap (the step indicator), lanthanides, actinides
+
+
+def _table_position(z: int) -> tuple[int, int]:
+    """``(row, column)`` of element ``z`` on an 18-column periodic table, f-block in rows 8 and 9."""
+    if z <= 2:
+        return 0, 0 if z == 1 else 17
+    for row, (start, end) in enumerate(((3, 10), (11, 18), (19, 36), (37, 54), (55, 86), (87, 118)), start=1):
+        if start <= z <= end:
+            k = z - start
+            if end - start == 7:  # periods 2-3: groups 1-2, then 13-18
+                return row, k if k < 2 else k + 10
+            if end - start == 17:  # periods 4-5
+                return row, k
+            if 2 <= k <= 16:  # La-Lu, Ac-Lr
+                return row + 3, k
+            return row, k if k < 2 else k - 14
+    raise ValueError(f"Invalid atomic number z={z!r}: expected 1-118.")
+
+
+@lru_cache(maxsize=1)
+def _element_cells() -> np.ndarray:
+    from pymatgen.core import Element
+
+    return np.array([_table_position(Element(symbol).Z) for symbol in ELEMENTS])
+
+
+def render_rgb(counts: np.ndarray, step: int) -> np.ndarray:
+    """The composition on a periodic table, ``uint8 (120, 216, 3)``: one 12-pixel cell per element.
+
+    Cells of the 80 elements are light grey, elements present blue (oxygen red), darker for a
+    larger count; the row between the main table and the f-block shows the step (a dark cell
+    per step taken, of 5).
+
+    Example:
+        >>> from oxide_env.chemistry.composition import formula_to_counts
+        >>> render_rgb(formula_to_counts("BaTiO3"), 5).shape
+        (120, 216, 3)
+    """
+    image = np.full((_TABLE_ROWS * CELL_PIXELS, _TABLE_COLUMNS * CELL_PIXELS, 3), 255, dtype=np.uint8)
+    counts = np.asarray(counts)
+    top = max(int(counts.max()), 1)
+
+    def paint(row: int, column: int, color) -> None:
+        y, x = row * CELL_PIXELS, column * CELL_PIXELS
+        image[y + 1 : y + CELL_PIXELS - 1, x + 1 : x + CELL_PIXELS - 1] = color
+
+    light = {False: np.array([198, 219, 239]), True: np.array([252, 187, 161])}
+    dark = {False: np.array([8, 48, 107]), True: np.array([153, 0, 13])}
+    for index, (row, column) in enumerate(_element_cells()):
+        if counts[index] > 0:
+            t = counts[index] / top
+            oxygen = index == OXYGEN_INDEX
+            paint(row, column, ((1 - t) * light[oxygen] + t * dark[oxygen]).astype(np.uint8))
+        else:
+            paint(row, column, (225, 225, 225))
+    for k in range(N_STEPS):
+        paint(7, k, (60, 60, 60) if k < step else (240, 240, 240))
+    return image
+
+
 class OxideCompositionEnv(gym.Env):
     """Build an oxide composition element by element; the reward is a predicted property.
 
@@ -78,7 +142,10 @@ class OxideCompositionEnv(gym.Env):
     ``Box((150,), float32)`` (bounds from the element tables): the 145 Magpie features of the current composition
     (zeros when empty; exactly matminer's, see :func:`oxide_env.featurize`), then a one-hot
     of the step (5 entries; all zero in the terminal observation). The integer composition
-    is in ``info["composition"]``.
+    is in ``info["composition"]``. The raw features range up to ~3,800 (melting points in K);
+    with ``normalize_observations=True`` each is standardised, ``(x - mean) / std``, with fixed
+    statistics shipped in the package (:mod:`oxide_env.normalization`), and the bounds are
+    transformed the same way.
 
     ## Action masks
     ``action_masks()`` (the sb3-contrib contract) and ``info["action_mask"]`` give the allowed
@@ -114,7 +181,7 @@ class OxideCompositionEnv(gym.Env):
     ## Arguments
     ``gym.make("OxideComposition-v0", task="bulk_modulus", lam=None, predictors=None,
     constraint_oracles=None, oracle_threshold=0.5, exact_masks=None, invalid_penalty=0.0,
-    uncertainty_penalty=0.0, invalid_action_reward=None, render_mode=None)``
+    uncertainty_penalty=0.0, invalid_action_reward=None, normalize_observations=False, render_mode=None)``
 
     * ``task``: a preset (``formation_energy``, ``bulk_modulus``, ``shear_modulus``,
       ``sintering_temperature``, ``sintering_bulk``), a ``{predictor: weight}`` dict, or a
@@ -124,9 +191,17 @@ class OxideCompositionEnv(gym.Env):
     * ``exact_masks``: ``None``, ``"charge_neutral"`` or ``"electronegativity_balanced"``.
     * ``invalid_action_reward``: reward of a hard-rule violation (default: the task's reward at
       the worst end of each property's training range).
+    * ``normalize_observations``: standardise the 145 features with the shipped statistics
+      (mean and std over random episodes' states, ``oxide_env/data/feature_stats.json``); the
+      step one-hot is unchanged. Recommended for SB3's PPO, DQN and MaskablePPO, whose MLPs
+      otherwise see raw values up to ~3,800. The same for every run, unlike ``VecNormalize``.
+    * ``render_mode``: ``"ansi"`` (a line of text) or ``"rgb_array"`` (the composition on a
+      periodic table, one cell per element, darker = larger count; SB3's ``make_vec_env``
+      asks for it).
 
     ## Version History
-    * v0: initial version, the paper's setting.
+    * v0: initial version, the paper's setting (``normalize_observations`` and the
+      ``rgb_array`` render mode added later; both off by default, so v0 is unchanged).
 
     Example:
         >>> import gymnasium as gym, oxide_env
@@ -136,7 +211,7 @@ class OxideCompositionEnv(gym.Env):
         ((150,), 800)
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -150,9 +225,9 @@ class OxideCompositionEnv(gym.Env):
         invalid_penalty: float = 0.0,
         uncertainty_penalty: float = 0.0,
         invalid_action_reward: float | None = None,
+        normalize_observations: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        # Only "ansi" renders; other modes (SB3's make_vec_env passes "rgb_array") render nothing.
         if exact_masks not in (None, "charge_neutral", "electronegativity_balanced"):
             raise ValueError(f"Invalid exact_masks={exact_masks!r}; choose None, 'charge_neutral' "
                              "or 'electronegativity_balanced'.")
@@ -180,9 +255,16 @@ class OxideCompositionEnv(gym.Env):
         self.oracles = oracles
         self.oracle_threshold = float(oracle_threshold)
         self.exact_masks = exact_masks
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"Invalid render_mode={render_mode!r}; choose None, 'ansi' or 'rgb_array'.")
         self.render_mode = render_mode
+        if not isinstance(normalize_observations, (bool, np.bool_)):
+            raise ValueError(f"Invalid normalize_observations={normalize_observations!r}: expected True or False.")
+        self.normalize_observations = bool(normalize_observations)
         self.action_space = spaces.Discrete(N_ACTIONS)
         low, high = feature_bounds(max_elements=N_STEPS)
+        if self.normalize_observations:  # the same float32 map as the observations, so bounds hold exactly
+            low, high = normalize_features(low), normalize_features(high)
         self.observation_space = spaces.Box(
             low=np.concatenate([low, np.zeros(N_STEPS)]).astype(np.float32),
             high=np.concatenate([high, np.ones(N_STEPS)]).astype(np.float32),
@@ -190,12 +272,18 @@ class OxideCompositionEnv(gym.Env):
         )
         self.counts = np.zeros(N_ELEMENTS, dtype=np.int64)
         self.step_index = 0
-        self._obs = observation(self.counts, 0)
+        self._obs = self._observe()
         self._hard_mask = hard_rule_mask_of(False, 0)
         self._mask = self._hard_mask.copy()
         self._mask_fallback = False
         self._last_action: int | None = None
         self._done = False
+
+    def _observe(self) -> np.ndarray:
+        obs = observation(self.counts, self.step_index)
+        if self.normalize_observations:
+            obs[:N_FEATURES] = normalize_features(obs[:N_FEATURES])
+        return obs
 
     # ------------------------------------------------------------------ masks
     def _compute_masks(self) -> None:
@@ -246,7 +334,7 @@ class OxideCompositionEnv(gym.Env):
         self.step_index = 0
         self._last_action = None
         self._done = False
-        self._obs = observation(self.counts, 0)
+        self._obs = self._observe()
         self._compute_masks()
         return self._obs.copy(), self._info()
 
@@ -268,7 +356,7 @@ class OxideCompositionEnv(gym.Env):
         self.counts[element] += count
         self.step_index += 1
         terminated = self.step_index == N_STEPS
-        self._obs = observation(self.counts, self.step_index)
+        self._obs = self._observe()
         reward = 0.0
         extra: dict[str, Any] = {"invalid_action": False, "masked_action": masked}
         if terminated:
@@ -285,7 +373,10 @@ class OxideCompositionEnv(gym.Env):
         info.update(extra)
         return self._obs.copy(), float(reward), terminated, False, info
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
+        """``"ansi"``: a line of text; ``"rgb_array"``: an image (see :func:`render_rgb`); else ``None``."""
+        if self.render_mode == "rgb_array":
+            return render_rgb(self.counts, self.step_index)
         if self.render_mode != "ansi":
             return None
         formula = counts_to_formula(self.counts) or "(empty)"

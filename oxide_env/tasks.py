@@ -157,11 +157,24 @@ class RewardModel:
         self.invalid_penalty = float(invalid_penalty)
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.cache_size = cache_size
+        self._cache = _SHARED_CACHES.setdefault(self._cache_key(), OrderedDict())
+
+    def _cache_key(self) -> tuple:
         # environments with the same task, predictors and shaping share one cache, so a
         # vectorized env can fill it for all its copies with one batched call
-        key = (task.terms if task.fn is None else id(task.fn), tuple((n, id(p)) for n, p in self.predictors.items()),
-               self.invalid_penalty, self.uncertainty_penalty)
-        self._cache = _SHARED_CACHES.setdefault(key, OrderedDict())
+        return (self.task.terms if self.task.fn is None else id(self.task.fn),
+                tuple((n, id(p)) for n, p in self.predictors.items()), self.invalid_penalty, self.uncertainty_penalty)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the memo is not state: a pickled env (SubprocVecEnv, deepcopy) stays small (up to
+        # cache_size entries otherwise) and joins the shared cache of its kind when unpickled
+        state = self.__dict__.copy()
+        del state["_cache"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = _SHARED_CACHES.setdefault(self._cache_key(), OrderedDict())
 
     def _predict(self, counts: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         means, stds = {}, {}

@@ -82,6 +82,19 @@ class Predictor:
     net: Any = None
     metadata: dict[str, Any] | None = None
     _numpy_weights: Any = field(default=None, init=False, repr=False, compare=False)
+    _shipped: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __reduce_ex__(self, protocol: int):
+        # A shipped predictor pickles as a reference to the package's weights (a few bytes, not
+        # 3-7 MB): an environment (which holds four) pickles small and unpickles to the same objects.
+        if self._shipped:
+            return load, (self.name,)
+        return super().__reduce_ex__(protocol)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_numpy_weights"] = None  # a cache of the net's weights, rebuilt on first use
+        return state
 
     def _features(self, compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
         from oxide_env.chemistry.features import featurize
@@ -190,7 +203,9 @@ def load_from(directory: str | Path, name: str) -> Predictor:
 
 @lru_cache(maxsize=None)
 def _load_shipped(name: str) -> Predictor:
-    return load_from(weights_dir(), name)
+    predictor = load_from(weights_dir(), name)
+    predictor._shipped = True
+    return predictor
 
 
 def load(name: str) -> Predictor:
