@@ -26,7 +26,11 @@ times) with ``gradient_steps`` updates of ``batch_size = 100`` samples; 500 iter
 
 from __future__ import annotations
 
+import io
 import math
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -118,7 +122,7 @@ class ConstrainedDQN(DQN):
         device: torch.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        if env is None:
+        if env is None and _init_setup_model:  # ``load`` builds the model without an env first
             raise ValueError("ConstrainedDQN needs an env, e.g. gym.make('OxideComposition-v0').")
         if not 0.0 <= top_n_pct <= 100.0:
             raise ValueError(f"Invalid top_n_pct={top_n_pct!r}: expected a percentage in [0, 100].")
@@ -186,9 +190,67 @@ class ConstrainedDQN(DQN):
             return state_dicts, variables
         return [*state_dicts, "policy.oracle_optimizer"], variables
 
+    def save(self, path: str | Path | io.BufferedIOBase, exclude: Iterable[str] | None = None,
+             include: Iterable[str] | None = None) -> None:
+        """Save to SB3's zip format plus ``oxide_rl.json`` (settings as plain JSON), atomically.
+
+        The file loads back without unpickling anything (see :meth:`load`). ``.zip`` is added to
+        a path without suffix, as SB3 does.
+        """
+        from agents.persistence import save_model
+
+        save_model(self, path, super().save, exclude=exclude, include=include)
+
     @classmethod
-    def load(cls, *args: Any, **kwargs: Any) -> ConstrainedDQN:  # type: ignore[override]
-        model = super().load(*args, **kwargs)
+    def _loadable_classes(cls) -> dict[str, type]:
+        from stable_baselines3.dqn.policies import CnnPolicy, DQNPolicy, MlpPolicy, MultiInputPolicy
+
+        from agents.persistence import _class_name
+
+        classes = {ConstrainedDQNPolicy, MaskedReplayBuffer, DQNPolicy, MlpPolicy, CnnPolicy, MultiInputPolicy,
+                   *cls.policy_aliases.values()}
+        return {_class_name(c): c for c in classes}
+
+    @classmethod
+    def load(cls, path: str | Path | io.BufferedIOBase, env: GymEnv | None = None,  # type: ignore[override]
+             device: torch.device | str = "auto", custom_objects: dict[str, Any] | None = None,
+             print_system_info: bool = False, force_reset: bool = True, *, allow_pickle: bool = False,
+             **kwargs: Any) -> ConstrainedDQN:
+        """Load a model saved by :meth:`save`, never unpickling (unless ``allow_pickle=True``).
+
+        Every setting SB3 stores as a pickled object is rebuilt from the file's plain JSON
+        (``oxide_rl.json``) or from the model's own settings; weights are read with
+        ``torch.load(weights_only=True)``.
+
+        Args:
+            path: the zip (``.zip`` may be left out) or a binary file object.
+            env: the env to run on (its spaces are checked against the saved ones).
+            allow_pickle: also load files that need unpickling (plain SB3 or older files):
+                only for files you trust, since unpickling runs code. Warns.
+            Other arguments: as SB3's ``load``.
+
+        Raises:
+            ValueError: the file is missing or no zip, or it needs unpickling and ``allow_pickle`` is false.
+
+        Example:
+            >>> import gymnasium as gym, oxide_env, tempfile, os
+            >>> model = ConstrainedDQN(env=gym.make("OxideComposition-v0"), seed=0)
+            >>> path = os.path.join(tempfile.mkdtemp(), "agent.zip")
+            >>> model.save(path)
+            >>> ConstrainedDQN.load(path).top_n_pct
+            20.0
+        """
+        from agents.persistence import read_model_file, safe_custom_objects
+
+        file, name = read_model_file(path)
+        if allow_pickle:
+            warnings.warn(f"Loading {name!r} with allow_pickle=True: unpickling runs any code the file holds; "
+                          "do this only for files you trust, then save the model again.", UserWarning, stacklevel=2)
+            objects = custom_objects
+        else:
+            objects = safe_custom_objects(file, name, cls._loadable_classes(), custom_objects)
+        model = super().load(file, env=env, device=device, custom_objects=objects,
+                             print_system_info=print_system_info, force_reset=force_reset, **kwargs)
         model.constraints = tuple(model.constraints)  # saved as a JSON list
         model._make_generator()
         return model

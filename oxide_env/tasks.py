@@ -234,6 +234,43 @@ class RewardModel:
         """Terminal rewards of a batch of final compositions ``(n, 80)``."""
         return np.array([r[0] for r in self.evaluate(counts)])
 
+    # The cache is part of a training run's state: a predictor's float32 output can differ in the
+    # last bit between batch sizes, so an exactly resumed run needs the same cached values.
+    def clear_cache(self) -> None:
+        """Forget every memoised reward (shared with every env of the same task and predictors)."""
+        self._cache.clear()
+
+    def cache_state(self) -> dict[str, np.ndarray]:
+        """The memoised rewards as plain arrays, least recently used first (see :meth:`restore_cache`)."""
+        items = list(self._cache.items())
+        names = sorted({n for _, v in items for n in v[1]}) if items else sorted(self.predictors)
+        n_cols = len(items[0][0]) // 8 if items else 0
+        counts = np.frombuffer(b"".join(k for k, _ in items), dtype=np.int64).reshape(len(items), n_cols)
+        return {
+            "counts": counts.copy(), "rewards": np.array([v[0] for _, v in items], dtype=np.float64),
+            "properties": np.array([[v[1][n] for n in names] for _, v in items],
+                                   dtype=np.float64).reshape(-1, len(names)),
+            "property_std": np.array([[v[2][n] for n in names] for _, v in items],
+                                     dtype=np.float64).reshape(-1, len(names)),
+            "charge_neutral": np.array([v[3] for _, v in items], dtype=bool),
+            "electronegativity_balanced": np.array([v[4] for _, v in items], dtype=bool),
+            "names": np.array(names, dtype=str),
+        }
+
+    def restore_cache(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the memoised rewards by those of :meth:`cache_state` (same order)."""
+        names = [str(n) for n in state["names"]]
+        counts = np.ascontiguousarray(state["counts"], dtype=np.int64)
+        self._cache.clear()
+        for i, row in enumerate(counts):
+            self._cache[row.tobytes()] = (
+                float(state["rewards"][i]),
+                {n: float(state["properties"][i, j]) for j, n in enumerate(names)},
+                {n: float(state["property_std"][i, j]) for j, n in enumerate(names)},
+                bool(state["charge_neutral"][i]),
+                bool(state["electronegativity_balanced"][i]),
+            )
+
     def worst_reward(self) -> float:
         """The task's reward at the worst end of each property's training range.
 
