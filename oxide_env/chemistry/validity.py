@@ -41,7 +41,16 @@ take states ``<= 0`` (equal-electronegativity elements are never split, so equal
 cannot be cation and anion). A prefix bitset of the non-negative totals and a suffix
 bitset of the (negated) non-positive totals then meet at some split iff they share a bit.
 A bounds check (all totals > 0 or all < 0) rejects most non-neutral inputs first; a total
-count above 65,536 switches to exact sets of totals to keep the bitsets small. Results
+count above 2**20 (1,048,576) switches to exact sets of totals to keep the bitsets small.
+
+Cost. Inputs go through :func:`~oxide_env.chemistry.composition.as_count_matrix`'s rules
+(at most 20 distinct elements, counts within int64, bare strings are one formula, dicts map
+element -> count). A composition whose reduced counts total at most 2**20 costs at most
+~12 x total x (number of states) bit operations (< 0.1 s and ~35 MB for 20 elements at the
+limit); above that the exact sets of totals are used when the product over its elements of
+their number of known oxidation states (SMACT 2014 and ICSD 2024 together) is at most 2**16
+(< 1 s), and otherwise ``ValueError`` is raised (divide the counts by a common factor or
+use fewer elements). Results
 are memoised (``functools.lru_cache``) on the reduced ``(element index, count)`` tuple.
 
 Example:
@@ -57,18 +66,28 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
-from oxide_env.chemistry.composition import formula_to_counts, validate_counts
+from oxide_env.chemistry.checks import describe
+from oxide_env.chemistry.composition import MAX_ELEMENTS, as_count_matrix, formula_to_counts, validate_counts
 from oxide_env.chemistry.elements import ELEMENTS, N_ELEMENTS
 
 __all__ = [
+    "IS_METAL",
     "OXIDATION_STATES",
+    "OXIDATION_STATE_SETS",
     "PAULING_ELECTRONEGATIVITY",
+    "StateRule",
     "charge_neutral",
+    "charge_neutral_paper_rule",
     "clear_cache",
     "electronegativity_balanced",
+    "electronegativity_balanced_paper_rule",
+    "oxide_rule",
+    "oxide_states",
+    "state_table",
 ]
 
 Key = tuple[int, ...]
@@ -78,21 +97,38 @@ with counts > 0, in element-index order (hashes faster than a tuple of pairs).""
 _CACHE_SIZE = 1 << 18
 _SMALL_BATCH = 32
 """Up to this many count rows are keyed row by row, above it with whole-matrix numpy."""
-_MAX_TOTAL_COUNT = 1 << 16
-"""Above this total count the bitsets would get large (bits ~ 12 x total); fall back to
-exact sets of totals instead."""
+_MAX_TOTAL_COUNT = 1 << 20
+"""Above this reduced total count the bitsets would get large (bits ~ 12 x total, 1.5 MB at
+the limit); fall back to exact sets of totals instead."""
+_MAX_SET_COMBINATIONS = 1 << 16
+"""Above :data:`_MAX_TOTAL_COUNT`, the sets of totals hold up to the product over elements
+of their number of oxidation states; past this product a composition raises ``ValueError``
+(its exact check could take exponential time)."""
 
 
-def _load_smact_data() -> tuple[tuple[tuple[int, ...], ...], tuple[float | None, ...]]:
+OxidationStateSet = Literal["smact14", "icsd24"]
+"""Names of the oxidation-state sets: ``"smact14"`` (SMACT's 2014 set, the paper's era, every
+state SMACT ever listed) and ``"icsd24"`` (``Element.oxidation_states_icsd24``: states seen in
+the 2024 ICSD, SMACT's current reference set)."""
+OXIDATION_STATE_SETS: tuple[str, ...] = ("smact14", "icsd24")
+
+
+def _load_smact_states(name: str) -> tuple[tuple[int, ...], ...]:
     import smact
 
     states: list[tuple[int, ...]] = []
+    for symbol in ELEMENTS:
+        ox = getattr(smact.Element(symbol), f"oxidation_states_{name}")
+        states.append(tuple(sorted({int(s) for s in ox})) if ox else ())
+    return tuple(states)
+
+
+def _load_smact_electronegativity() -> tuple[float | None, ...]:
+    import smact
+
     enegs: list[float | None] = []
     for symbol in ELEMENTS:
-        element = smact.Element(symbol)
-        ox = element.oxidation_states_smact14
-        states.append(tuple(sorted({int(s) for s in ox})) if ox else ())
-        x = element.pauling_eneg
+        x = smact.Element(symbol).pauling_eneg
         if x is not None:
             x = float(x)
             if not math.isfinite(x):
@@ -102,145 +138,253 @@ def _load_smact_data() -> tuple[tuple[tuple[int, ...], ...], tuple[float | None,
                     "oxide_env.chemistry.validity does not reproduce SMACT for that case."
                 )
         enegs.append(x)
-    return tuple(states), tuple(enegs)
+    return tuple(enegs)
 
 
-OXIDATION_STATES, PAULING_ELECTRONEGATIVITY = _load_smact_data()
-"""Per element of ``ELEMENTS``: sorted SMACT-2014 oxidation states (``()`` if none) and
-the Pauling electronegativity (``None`` if SMACT has none)."""
+PAULING_ELECTRONEGATIVITY = _load_smact_electronegativity()
+"""Per element of ``ELEMENTS``: the Pauling electronegativity (``None`` if SMACT has none)."""
+OXIDATION_STATES = _load_smact_states("smact14")
+"""Per element of ``ELEMENTS``: sorted SMACT-2014 oxidation states (``()`` if none)."""
+
+
+def _load_metals() -> tuple[bool, ...]:
+    from pymatgen.core.periodic_table import Element
+
+    return tuple(bool(Element(symbol).is_metal) for symbol in ELEMENTS)
+
+
+IS_METAL = _load_metals()
+"""Per element of ``ELEMENTS``: pymatgen's ``Element.is_metal`` (alkali, alkaline-earth,
+transition, post-transition metals, lanthanoids and actinoids; the metalloids B, Si, Ge, As,
+Sb, Te are not metals)."""
 
 
 # --------------------------------------------------------------------------- core tests
-_MIN = tuple(st[0] if st else 0 for st in OXIDATION_STATES)
-_MAX = tuple(st[-1] if st else 0 for st in OXIDATION_STATES)
-_REL = tuple(tuple(s - st[0] for s in st) for st in OXIDATION_STATES)
-_LEN = tuple(len(st) for st in OXIDATION_STATES)
-_POS = tuple(tuple(s for s in st if s >= 0) for st in OXIDATION_STATES)
-_NEG = tuple(tuple(-s for s in st if s <= 0) for st in OXIDATION_STATES)
-_EN_SORT = tuple(-math.inf if x is None else x for x in PAULING_ELECTRONEGATIVITY)
+class StateRule:
+    """Charge-neutrality and electronegativity-balance tests under one oxidation-state table.
 
+    ``states[i]`` are the allowed oxidation states of element ``ELEMENTS[i]``. The tests are
+    SMACT's (see the module docstring) with these states; results are memoised per instance
+    on the reduced composition key.
+    """
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _neutral_key(key: Key) -> bool:
-    """Charge neutrality of a reduced composition key (see module docstring)."""
-    m = len(key)
-    if m <= 2:
-        return m == 2  # empty: False; single element: True (SMACT's fast path)
-    lo = hi = total = 0
-    last = bl = -1
-    for j in range(0, m, 2):
-        i, n = key[j], key[j + 1]
-        if not _LEN[i]:
-            return False  # SMACT: an element without oxidation states is invalid
-        lo += n * _MIN[i]
-        hi += n * _MAX[i]
-        total += n
-        if _LEN[i] > bl:
-            bl, last = _LEN[i], j
-    if lo > 0 or hi < 0:
-        return False
-    if total > _MAX_TOTAL_COUNT:
-        return _neutral_sets(key)
-    # bit p of `bits` <=> the elements other than `last` can total p + offset.
-    bits, offset = 1, 0
-    for j in range(0, m, 2):
-        if j != last:
+    def __init__(self, states: Sequence[Sequence[int]]) -> None:
+        st_all = tuple(tuple(sorted({int(s) for s in st})) for st in states)
+        if len(st_all) != N_ELEMENTS:
+            raise ValueError(f"a state table needs {N_ELEMENTS} rows, got {len(st_all)}")
+        self.states = st_all
+        self._min = tuple(st[0] if st else 0 for st in st_all)
+        self._max = tuple(st[-1] if st else 0 for st in st_all)
+        self._rel = tuple(tuple(s - st[0] for s in st) for st in st_all)
+        self._len = tuple(len(st) for st in st_all)
+        self._pos = tuple(tuple(s for s in st if s >= 0) for st in st_all)
+        self._neg = tuple(tuple(-s for s in st if s <= 0) for st in st_all)
+        self.neutral = functools.lru_cache(maxsize=_CACHE_SIZE)(self._neutral_key)
+        self.balanced = functools.lru_cache(maxsize=_CACHE_SIZE)(self._balanced_key)
+
+    def cache_clear(self) -> None:
+        self.neutral.cache_clear()
+        self.balanced.cache_clear()
+
+    def _neutral_key(self, key: Key) -> bool:
+        """Charge neutrality of a reduced composition key (see module docstring)."""
+        m = len(key)
+        if m <= 2:
+            return m == 2  # empty: False; single element: True (SMACT's fast path)
+        lo = hi = total = 0
+        last = bl = -1
+        for j in range(0, m, 2):
             i, n = key[j], key[j + 1]
-            out = 0
-            for r in _REL[i]:
-                out |= bits << (n * r)
-            bits = out
-            offset += n * _MIN[i]
-    # The element with most states is only tested against the others' totals.
-    i, n = key[last], key[last + 1]
-    for s in OXIDATION_STATES[i]:
-        p = -offset - n * s
-        if p >= 0 and (bits >> p) & 1:
-            return True
-    return False
-
-
-def _neutral_sets(key: Key) -> bool:
-    """Same as :func:`_neutral_key` with sets of totals (for huge counts)."""
-    totals = {0}
-    for j in range(0, len(key), 2):
-        i, n = key[j], key[j + 1]
-        totals = {t + n * s for t in totals for s in OXIDATION_STATES[i]}
-    return 0 in totals
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _balanced_key(key: Key) -> bool:
-    """Electronegativity balance of a reduced composition key (see module docstring)."""
-    m = len(key)
-    if m <= 2:
-        return m == 2  # empty: False; single element: True (SMACT's fast path)
-    for j in range(0, m, 2):
-        if PAULING_ELECTRONEGATIVITY[key[j]] is None:
-            return False  # SMACT's eneg_states_test fails on any None
-    if not _neutral_key(key):
-        return False
-    pairs = sorted(zip(key[::2], key[1::2]), key=lambda p: _EN_SORT[p[0]])
-    if sum(key[1::2]) > _MAX_TOTAL_COUNT:
-        return _balanced_sets(pairs)
-    k = len(pairs)
-    # suffix[t]: bit v <=> elements t.. can take states <= 0 totalling -v.
-    suffix = [0] * (k + 1)
-    suffix[k] = bits = 1
-    for t in range(k - 1, -1, -1):
-        i, n = pairs[t]
-        out = 0
-        for s in _NEG[i]:
-            out |= bits << (n * s)
-        bits = suffix[t] = out
-        if not out:
-            break
-    # bits: bit v <=> elements ..t-1 can take states >= 0 totalling v. A split before
-    # element t is allowed only between different electronegativities.
-    bits = 1
-    previous = None
-    for t in range(k):
-        i, n = pairs[t]
-        x = _EN_SORT[i]
-        if x != previous and bits & suffix[t]:
-            return True
-        previous = x
-        out = 0
-        for s in _POS[i]:
-            out |= bits << (n * s)
-        bits = out
-        if not out:
+            if not self._len[i]:
+                return False  # SMACT: an element without oxidation states is invalid
+            lo += n * self._min[i]
+            hi += n * self._max[i]
+            total += n
+            if self._len[i] > bl:
+                bl, last = self._len[i], j
+        if lo > 0 or hi < 0:
             return False
-    return bool(bits & 1)  # all elements cation-or-zero; suffix[k] == 1
+        if total > _MAX_TOTAL_COUNT:
+            return self.neutral_sets(key)
+        # bit p of `bits` <=> the elements other than `last` can total p + offset.
+        bits, offset = 1, 0
+        for j in range(0, m, 2):
+            if j != last:
+                i, n = key[j], key[j + 1]
+                out = 0
+                for r in self._rel[i]:
+                    out |= bits << (n * r)
+                bits = out
+                offset += n * self._min[i]
+        # The element with most states is only tested against the others' totals.
+        i, n = key[last], key[last + 1]
+        for s in self.states[i]:
+            p = -offset - n * s
+            if p >= 0 and (bits >> p) & 1:
+                return True
+        return False
+
+    def neutral_sets(self, key: Key) -> bool:
+        """Same as :meth:`neutral` with sets of totals (for huge counts)."""
+        totals = {0}
+        for j in range(0, len(key), 2):
+            i, n = key[j], key[j + 1]
+            totals = {t + n * s for t in totals for s in self.states[i]}
+        return 0 in totals
+
+    def _balanced_key(self, key: Key) -> bool:
+        """Electronegativity balance of a reduced composition key (see module docstring)."""
+        m = len(key)
+        if m <= 2:
+            return m == 2  # empty: False; single element: True (SMACT's fast path)
+        for j in range(0, m, 2):
+            if PAULING_ELECTRONEGATIVITY[key[j]] is None:
+                return False  # SMACT's eneg_states_test fails on any None
+        if not self.neutral(key):
+            return False
+        pairs = sorted(zip(key[::2], key[1::2]), key=lambda p: _EN_SORT[p[0]])
+        if sum(key[1::2]) > _MAX_TOTAL_COUNT:
+            return self.balanced_sets(pairs)
+        k = len(pairs)
+        # suffix[t]: bit v <=> elements t.. can take states <= 0 totalling -v.
+        suffix = [0] * (k + 1)
+        suffix[k] = bits = 1
+        for t in range(k - 1, -1, -1):
+            i, n = pairs[t]
+            out = 0
+            for s in self._neg[i]:
+                out |= bits << (n * s)
+            bits = suffix[t] = out
+            if not out:
+                break
+        # bits: bit v <=> elements ..t-1 can take states >= 0 totalling v. A split before
+        # element t is allowed only between different electronegativities.
+        bits = 1
+        previous = None
+        for t in range(k):
+            i, n = pairs[t]
+            x = _EN_SORT[i]
+            if x != previous and bits & suffix[t]:
+                return True
+            previous = x
+            out = 0
+            for s in self._pos[i]:
+                out |= bits << (n * s)
+            bits = out
+            if not out:
+                return False
+        return bool(bits & 1)  # all elements cation-or-zero; suffix[k] == 1
+
+    def balanced_sets(self, pairs: list[tuple[int, int]]) -> bool:
+        """Same as :meth:`balanced` (after sorting) with sets of totals."""
+        k = len(pairs)
+        suffix: list[set[int]] = [set() for _ in range(k + 1)]
+        suffix[k] = totals = {0}
+        for t in range(k - 1, -1, -1):
+            i, n = pairs[t]
+            totals = suffix[t] = {v + n * s for v in totals for s in self._neg[i]}
+        totals = {0}
+        previous = None
+        for t in range(k):
+            i, n = pairs[t]
+            if _EN_SORT[i] != previous and not totals.isdisjoint(suffix[t]):
+                return True
+            previous = _EN_SORT[i]
+            totals = {v + n * s for v in totals for s in self._pos[i]}
+        return 0 in totals
 
 
-def _balanced_sets(pairs: list[tuple[int, int]]) -> bool:
-    """Same as :func:`_balanced_key` (after sorting) with sets of totals."""
-    k = len(pairs)
-    suffix: list[set[int]] = [set() for _ in range(k + 1)]
-    suffix[k] = totals = {0}
-    for t in range(k - 1, -1, -1):
-        i, n = pairs[t]
-        totals = suffix[t] = {v + n * s for v in totals for s in _NEG[i]}
-    totals = {0}
-    previous = None
-    for t in range(k):
-        i, n = pairs[t]
-        if _EN_SORT[i] != previous and not totals.isdisjoint(suffix[t]):
-            return True
-        previous = _EN_SORT[i]
-        totals = {v + n * s for v in totals for s in _POS[i]}
-    return 0 in totals
+_EN_SORT = tuple(-math.inf if x is None else x for x in PAULING_ELECTRONEGATIVITY)
+_O = ELEMENTS.index("O")
+
+
+def oxide_states(states: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """The oxide rule's restriction of a state table: oxygen only −2, metals only ≥ 0.
+
+    Example:
+        >>> oxide_states(state_table("icsd24"))[ELEMENTS.index("O")]
+        (-2,)
+    """
+    out = []
+    for i, st in enumerate(states):
+        if i == _O:
+            st = tuple(s for s in st if s == -2)
+        elif IS_METAL[i]:
+            st = tuple(s for s in st if s >= 0)
+        out.append(tuple(st))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=None)
+def state_table(oxidation_states: str) -> tuple[tuple[int, ...], ...]:
+    """The per-element oxidation states of a named set (``"smact14"`` or ``"icsd24"``).
+
+    Raises:
+        ValueError: for another name.
+    """
+    if oxidation_states not in OXIDATION_STATE_SETS:
+        raise ValueError(
+            f"Unknown oxidation_states={oxidation_states!r}; choose one of "
+            f"{', '.join(map(repr, OXIDATION_STATE_SETS))}."
+        )
+    return OXIDATION_STATES if oxidation_states == "smact14" else _load_smact_states(oxidation_states)
+
+
+@functools.lru_cache(maxsize=None)
+def _rule(oxidation_states: str, oxide: bool = False) -> StateRule:
+    states = state_table(oxidation_states)
+    return StateRule(oxide_states(states) if oxide else states)
+
+
+_SMACT14 = _rule("smact14")
+# The SMACT-2014 tests under their historical names (the exact masks and tests use them).
+_neutral_key = _SMACT14.neutral
+_balanced_key = _SMACT14.balanced
+_neutral_sets = _SMACT14.neutral_sets
+_balanced_sets = _SMACT14.balanced_sets
 
 
 # ------------------------------------------------------------------------ input handling
+def _load_state_counts() -> tuple[int, ...]:
+    """Per element: the number of oxidation states in SMACT 2014 and ICSD 2024 together (a
+    bound on every state table of this module, used to bound the cost of an exact check)."""
+    import smact
+
+    out = []
+    for symbol in ELEMENTS:
+        element = smact.Element(symbol)
+        states = set(element.oxidation_states_smact14 or ()) | set(element.oxidation_states_icsd24 or ())
+        out.append(len(states))
+    return tuple(out)
+
+
+_N_STATES_BOUND = _load_state_counts()
+
+
+def _check_cost(key: Key) -> Key:
+    """Raise if the exact test of a reduced key could be too costly (see the module docstring)."""
+    total = sum(key[1::2])
+    if total > _MAX_TOTAL_COUNT:
+        combinations = math.prod(max(_N_STATES_BOUND[i], 1) for i in key[::2])
+        if combinations > _MAX_SET_COMBINATIONS:
+            formula = "".join(f"{ELEMENTS[i]}{n}" for i, n in zip(key[::2], key[1::2]))
+            raise ValueError(
+                f"Invalid composition {describe(formula)}: its reduced counts total {total:,} "
+                f"(> {_MAX_TOTAL_COUNT:,}) and its {len(key) // 2} elements have {combinations:,} "
+                f"combinations of oxidation states (> {_MAX_SET_COMBINATIONS:,}), so an exact validity "
+                "check could take exponential time; use smaller counts (e.g. divide them by a common "
+                "factor) or fewer elements."
+            )
+    return key
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _formula_key(formula: str) -> Key:
     counts = formula_to_counts(formula)
     nonzero = np.flatnonzero(counts)
     values = counts[nonzero]
     g = max(int(np.gcd.reduce(values)), 1) if values.size else 1
-    return tuple(x for pair in zip(nonzero.tolist(), (values // g).tolist()) for x in pair)
+    return _check_cost(tuple(x for pair in zip(nonzero.tolist(), (values // g).tolist()) for x in pair))
 
 
 def _matrix_keys(counts: np.ndarray) -> list[Key]:
@@ -261,44 +405,36 @@ def _matrix_keys(counts: np.ndarray) -> list[Key]:
     for end in (2 * ends).tolist():
         keys.append(tuple(interleaved[start:end]))
         start = end
+    if counts.size and counts.max() > _MAX_TOTAL_COUNT // MAX_ELEMENTS:  # rare: large counts
+        for key in keys:
+            _check_cost(key)
     return keys
 
 
-def _keys(compositions: str | Sequence[str] | Sequence[Sequence[int]] | np.ndarray) -> list[Key]:
-    """Turn the accepted input forms into reduced composition keys (validating them)."""
+def _keys(compositions: object) -> list[Key]:
+    """Turn the accepted input forms into reduced composition keys (validating them).
+
+    Formula strings are keyed through a cache; int arrays take a fast path (the environment
+    calls this every step); everything else goes through
+    :func:`~oxide_env.chemistry.composition.as_count_matrix`, so the forms, types and limits
+    are those of the whole chemistry layer.
+    """
     if isinstance(compositions, str):
         return [_formula_key(compositions)]
-    if isinstance(compositions, np.ndarray):
-        if compositions.dtype.kind in "US":
-            return [_formula_key(str(f)) for f in compositions.reshape(-1).tolist()]
-        arr = compositions
+    if isinstance(compositions, np.ndarray) and compositions.dtype.kind == "U":
+        return [_formula_key(f) for f in compositions.reshape(-1).tolist()]
+    if isinstance(compositions, (list, tuple)) and compositions and all(isinstance(x, str) for x in compositions):
+        return [_formula_key(f) for f in compositions]
+    if isinstance(compositions, np.ndarray) and compositions.dtype.kind == "i" \
+            and compositions.ndim in (1, 2) and compositions.shape[-1] == N_ELEMENTS:
+        arr = compositions  # checked below, row by row or by validate_counts
+        checked = False
     else:
-        items = list(compositions)
-        if not items:
-            return []
-        n_str = sum(isinstance(x, str) for x in items)
-        if n_str == len(items):
-            return [_formula_key(f) for f in items]
-        if n_str:
-            bad = next(x for x in items if not isinstance(x, str))
-            raise ValueError(
-                f"Invalid compositions: a list mixes formula strings and {bad!r}; give either "
-                "formula strings or count vectors of length 80."
-            )
-        try:
-            arr = np.asarray(items)
-        except ValueError as exc:
-            raise ValueError(f"Invalid compositions: ragged count vectors ({exc}).") from exc
-    if arr.dtype == object:
-        raise ValueError(
-            f"Invalid compositions of dtype object with shape {arr.shape}: expected formula "
-            "strings or integer counts of shape (80,) or (n, 80)."
-        )
-    if arr.dtype.kind not in "iu" or arr.ndim not in (1, 2) or arr.shape[-1] != N_ELEMENTS:
-        arr = validate_counts(arr)  # raises on bad shapes/values; converts float and bool
+        arr = as_count_matrix(compositions)  # raises TypeError / ValueError naming the value
+        checked = True
     rows = arr.reshape(-1, N_ELEMENTS)
     if len(rows) > _SMALL_BATCH:
-        return _matrix_keys(validate_counts(rows))
+        return _matrix_keys(rows if checked else validate_counts(rows))
     # Few rows (e.g. one environment step): per-row Python beats whole-array numpy calls.
     keys = []
     for row in rows:
@@ -307,32 +443,36 @@ def _keys(compositions: str | Sequence[str] | Sequence[Sequence[int]] | np.ndarr
         if not values:
             keys.append(())
             continue
-        if min(values) < 0:
-            validate_counts(arr)  # raises, naming the negative count
+        if min(values) < 0 or len(values) > MAX_ELEMENTS:
+            validate_counts(arr)  # raises, naming the negative count or the row
         g = math.gcd(*values)
         if g != 1:
             values = [v // g for v in values]
         key = [0] * (2 * len(values))
         key[::2] = nonzero.tolist()
         key[1::2] = values
-        keys.append(tuple(key))
+        keys.append(_check_cost(tuple(key)) if sum(values) > _MAX_TOTAL_COUNT else tuple(key))
     return keys
 
 
 # ---------------------------------------------------------------------------- public API
 def charge_neutral(
     compositions: str | Sequence[str] | Sequence[Sequence[int]] | np.ndarray,
+    *,
+    oxidation_states: OxidationStateSet = "smact14",
 ) -> np.ndarray:
-    """Whether some assignment of SMACT-2014 oxidation states makes each composition neutral.
+    """Whether some assignment of oxidation states makes each (reduced) composition neutral.
 
     Equals ``smact.screening.smact_validity(reduced_formula, use_pauling_test=False,
-    include_alloys=False, oxidation_states_set="smact14")``. Single-element compositions
-    are True (SMACT's convention); the empty composition is False.
+    include_alloys=False, oxidation_states_set=oxidation_states)``. Single-element
+    compositions are True (SMACT's convention); the empty composition is False.
 
     Args:
         compositions: a formula string, a sequence of formula strings, an integer count
             vector of shape ``(80,)``, or a count matrix of shape ``(n, 80)`` (columns in
             :data:`~oxide_env.chemistry.elements.ELEMENTS` order).
+        oxidation_states: ``"smact14"`` (default: SMACT's 2014 set, which the paper used) or
+            ``"icsd24"`` (states observed in the 2024 ICSD).
 
     Returns:
         ``np.ndarray`` of dtype bool and shape ``(n,)`` (``n = 1`` for a single formula or
@@ -340,7 +480,7 @@ def charge_neutral(
 
     Raises:
         ValueError: for a malformed formula, an element outside the 80, a count array of
-            the wrong shape, or negative / non-integer counts.
+            the wrong shape, negative / non-integer counts, or an unknown state set.
 
     Example:
         >>> charge_neutral(["MgO", "Ti2O4", "NaO5"]).tolist()
@@ -352,23 +492,27 @@ def charge_neutral(
         >>> charge_neutral("Fe3O4").tolist()
         [False]
     """
+    test = _rule(oxidation_states).neutral
     keys = _keys(compositions)
-    return np.fromiter(map(_neutral_key, keys), dtype=bool, count=len(keys))
+    return np.fromiter(map(test, keys), dtype=bool, count=len(keys))
 
 
 def electronegativity_balanced(
     compositions: str | Sequence[str] | Sequence[Sequence[int]] | np.ndarray,
+    *,
+    oxidation_states: OxidationStateSet = "smact14",
 ) -> np.ndarray:
     """Whether each composition is neutral with cations less electronegative than anions.
 
     Equals ``smact.screening.smact_validity(reduced_formula, use_pauling_test=True,
-    include_alloys=False, oxidation_states_set="smact14")``: some neutral assignment of
-    SMACT-2014 oxidation states has every element with a positive state strictly less
+    include_alloys=False, oxidation_states_set=oxidation_states)``: some neutral assignment
+    of oxidation states has every element with a positive state strictly less
     electronegative (Pauling) than every element with a negative state. Single-element
     compositions are True (SMACT's convention); the empty composition is False.
 
     Args:
         compositions: as for :func:`charge_neutral`.
+        oxidation_states: as for :func:`charge_neutral`.
 
     Returns:
         ``np.ndarray`` of dtype bool and shape ``(n,)``.
@@ -380,12 +524,107 @@ def electronegativity_balanced(
         >>> electronegativity_balanced(["BaTiO3", "NaO5"]).tolist()
         [True, False]
     """
+    test = _rule(oxidation_states).balanced
     keys = _keys(compositions)
-    return np.fromiter(map(_balanced_key, keys), dtype=bool, count=len(keys))
+    return np.fromiter(map(test, keys), dtype=bool, count=len(keys))
+
+
+def oxide_rule(
+    compositions: str | Sequence[str] | Sequence[Sequence[int]] | np.ndarray,
+    *,
+    oxidation_states: OxidationStateSet = "icsd24",
+) -> np.ndarray:
+    """Whether each composition is a plausible oxide by its oxidation states.
+
+    The oxide rule: the composition contains oxygen and at least one other element, and some
+    assignment of one oxidation state per element from ``oxidation_states`` (default the
+    commonly observed ``icsd24`` states) is charge neutral and electronegativity balanced
+    (SMACT's Pauling test) with **oxygen at −2** and **no metal in a negative state**
+    ("metal" = pymatgen's ``Element.is_metal``, :data:`IS_METAL`). Non-metals and
+    metalloids other than oxygen (H, B, C, N, F, Si, P, S, halogens, ...) keep every state of
+    the set, so oxyfluorides, nitrates or hydroxides can pass. It is
+    ``smact_validity(reduced_formula, use_pauling_test=True, include_alloys=False)`` run on
+    the restricted state table.
+
+    Args:
+        compositions: as for :func:`charge_neutral`.
+        oxidation_states: the state set restricted by the rule.
+
+    Returns:
+        ``np.ndarray`` of dtype bool and shape ``(n,)``.
+
+    Example:
+        >>> oxide_rule(["MgAl2O4", "BaTiO3", "Re10Os8O7", "Au3I5Br2O2", "TiO"]).tolist()
+        [True, True, False, False, True]
+    """
+    test = _rule(oxidation_states, oxide=True).balanced
+    keys = _keys(compositions)
+    out = np.zeros(len(keys), dtype=bool)
+    for r, key in enumerate(keys):
+        # oxygen present (keys are in element order, so look it up) and not alone
+        out[r] = len(key) >= 4 and _O in key[::2] and test(key)
+    return out
+
+
+def _paper_rule(compositions, test) -> np.ndarray:
+    from oxide_env.chemistry.composition import formulas_to_counts
+
+    if isinstance(compositions, str):
+        compositions = [compositions]
+    if isinstance(compositions, np.ndarray) and compositions.dtype.kind in "iub":
+        counts = validate_counts(compositions.reshape(-1, N_ELEMENTS) if compositions.ndim == 1 else compositions)
+    elif isinstance(compositions, np.ndarray) and compositions.dtype.kind in "US":
+        counts = formulas_to_counts([str(f) for f in compositions.reshape(-1).tolist()])
+    else:
+        items = list(compositions)
+        if items and all(isinstance(x, str) for x in items):
+            counts = formulas_to_counts(items)
+        else:
+            counts = validate_counts(np.asarray(items) if items else np.zeros((0, N_ELEMENTS), np.int64))
+    counts = np.asarray(counts).reshape(-1, N_ELEMENTS)
+    g = np.gcd.reduce(counts, axis=1) if len(counts) else np.zeros(0, np.int64)
+    single = np.count_nonzero(counts, axis=1) == 1  # SMACT's single-element fast path
+    return ((g == 1) | single) & test(counts)
+
+
+def charge_neutral_paper_rule(
+    compositions: str | Sequence[str] | Sequence[Sequence[int]] | np.ndarray,
+) -> np.ndarray:
+    """Charge neutrality as the paper's checker computed it: SMACT 2014 on *unreduced* amounts.
+
+    The authors passed the generated amounts (repeated elements summed, not reduced) to a
+    2019-era ``smact_validity``, whose ``neutral_ratios`` kept only ratios with gcd 1. So a
+    composition passes iff its amounts have gcd 1 and it is :func:`charge_neutral`: ``Ti2O4``
+    fails where ``TiO2`` passes (a single element still passes, SMACT's fast path). This reproduces the authors' printed fractions on their own
+    generated lists (``tests/test_rules.py``). Use it only to compare with the paper.
+
+    Args:
+        compositions: formulas *as generated* (``"Os6Re1Os6Ru5O5"`` sums Os) or a count
+            matrix of unreduced integer amounts.
+
+    Example:
+        >>> charge_neutral_paper_rule(["TiO2", "Ti2O4", "Re7O7"]).tolist()
+        [True, False, False]
+    """
+    return _paper_rule(compositions, charge_neutral)
+
+
+def electronegativity_balanced_paper_rule(
+    compositions: str | Sequence[str] | Sequence[Sequence[int]] | np.ndarray,
+) -> np.ndarray:
+    """Electronegativity balance as the paper's checker computed it (unreduced amounts).
+
+    Like :func:`charge_neutral_paper_rule`, with :func:`electronegativity_balanced`.
+
+    Example:
+        >>> electronegativity_balanced_paper_rule(["BaTiO3", "Ba2Ti2O6"]).tolist()
+        [True, False]
+    """
+    return _paper_rule(compositions, electronegativity_balanced)
 
 
 def clear_cache() -> None:
     """Empty the memoisation caches (used by benchmarks to time cold calls)."""
-    _neutral_key.cache_clear()
-    _balanced_key.cache_clear()
+    for rule in (_rule(name, oxide) for name in OXIDATION_STATE_SETS for oxide in (False, True)):
+        rule.cache_clear()
     _formula_key.cache_clear()
