@@ -76,12 +76,18 @@ def test_fractional_amounts():
         ("Fe2O3$", "only element symbols"),
         ("Qq2O", "Invalid formula"),
         ("MO2", "Invalid formula"),
-        (3, "expected a string"),
     ],
 )
 def test_bad_formulas(bad, match):
     with pytest.raises(ValueError, match=match):
         formula_to_amounts(bad)
+
+
+def test_non_string_formula_is_a_type_error():
+    with pytest.raises(TypeError, match="formula=3: expected a string"):
+        formula_to_amounts(3)
+    with pytest.raises(TypeError, match="decode"):
+        formula_to_amounts(b"Fe2O3")
 
 
 def test_non_integer_counts_rejected():
