@@ -20,16 +20,17 @@ def main() -> None:
     parser.add_argument("--task", default="bulk_modulus")
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--exact-masks", choices=["charge_neutral", "electronegativity_balanced"])
+    parser.add_argument("--n", type=int, default=1000, help="materials to generate (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     env = make_oxide_vec_env(n_envs=100, seed=args.seed, task=args.task, exact_masks=args.exact_masks)
     model = ConstrainedDQN(env=env, seed=args.seed)
     model.learn(total_timesteps=(args.iterations + 1) * 500, progress_bar=False)
-    formulas = model.generate(1000, seed=args.seed)
+    formulas = model.generate(args.n, seed=args.seed)
     models = [predictors.load(name) for name in predictors.PREDICTOR_NAMES]
     agent = oxide_env.evaluate(formulas, predictors=models)
-    random = oxide_env.evaluate(oxide_env.random_oxides(1000, seed=args.seed), predictors=models)
+    random = oxide_env.evaluate(oxide_env.random_oxides(args.n, seed=args.seed), predictors=models)
     print(f"{'metric':36s} {'agent':>10s} {'random':>10s}")
     for key in agent:
         print(f"{key:36s} {agent[key]:10.3f} {random[key]:10.3f}")

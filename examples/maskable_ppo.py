@@ -31,7 +31,7 @@ def main() -> None:
     env = gym.make("OxideComposition-v0", task=args.task, exact_masks=args.exact_masks)
     env = ActionMasker(env, lambda e: e.unwrapped.action_masks())
     model = MaskablePPO("MlpPolicy", env, n_steps=500, batch_size=100, seed=args.seed, verbose=0)
-    model.learn(total_timesteps=args.timesteps, progress_bar=True)
+    model.learn(total_timesteps=args.timesteps)
 
     formulas = []
     obs, info = env.reset(seed=args.seed)

@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--algo", choices=["ppo", "dqn"], default="ppo")
     parser.add_argument("--task", default="bulk_modulus")
     parser.add_argument("--timesteps", type=int, default=20_000)
+    parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -28,12 +29,12 @@ def main() -> None:
         model = PPO("MlpPolicy", env, n_steps=64, batch_size=128, seed=args.seed)
     else:
         model = DQN("MlpPolicy", env, learning_starts=1000, seed=args.seed)
-    model.learn(total_timesteps=args.timesteps, progress_bar=True)
+    model.learn(total_timesteps=args.timesteps)
 
     single = gym.make("OxideComposition-v0", task=args.task)
     obs, info = single.reset(seed=args.seed)
     rewards, invalid = [], 0
-    for _ in range(200):
+    for _ in range(args.episodes):
         done = False
         while not done:
             action, _ = model.predict(obs, deterministic=False)
@@ -42,7 +43,7 @@ def main() -> None:
         invalid += info["invalid_action"]
         obs, info = single.reset()
     print(f"{args.algo}: mean terminal reward {sum(rewards) / len(rewards):.3f}, "
-          f"{invalid} of 200 episodes ended by a forbidden action")
+          f"{invalid} of {args.episodes} episodes ended by a forbidden action")
 
 
 if __name__ == "__main__":
