@@ -118,8 +118,11 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
         total_steps = min(total_steps, cfg.max_steps)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.1)
     best_mae, best_state, best_epoch, step = np.inf, None, -1, 0
-    bar = tqdm(range(cfg.epochs), desc=f"train {name}", unit="epoch", disable=not progress)
-    for epoch in bar:
+    # epochs actually run (max_steps may stop earlier); the bar is advanced by hand, since a
+    # `break` out of `for epoch in tqdm(...)` left it one short (1/2 after the last epoch)
+    n_epochs = min(cfg.epochs, -(-total_steps // steps_per_epoch))
+    bar = tqdm(total=n_epochs, desc=f"train {name}", unit="epoch", disable=not progress)
+    for epoch in range(n_epochs):
         net.train()
         perm = torch.randperm(len(fit_idx), generator=gen)
         for start in range(0, len(perm), cfg.batch_size):
@@ -141,9 +144,11 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
         if val_mae < best_mae:
             best_mae, best_epoch = val_mae, epoch
             best_state = {k: v.clone() for k, v in net.state_dict().items()}
-        bar.set_postfix(val_mae=f"{val_mae:.4g}", best=f"{best_mae:.4g}")
+        bar.set_postfix(val_mae=f"{val_mae:.4g}", best=f"{best_mae:.4g}", refresh=False)
+        bar.update(1)
         if step >= total_steps:
             break
+    bar.close()
     net.load_state_dict(best_state)
     net.eval()
     train_seconds = time.perf_counter() - t_start

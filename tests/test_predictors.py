@@ -83,3 +83,10 @@ def test_split_and_metrics():
     assert np.array_equal(split_indices(100, seed=0)[1], te)
     m = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
     assert m["mae"] == pytest.approx(1 / 3) and m["r2"] == pytest.approx(0.5)
+
+
+def test_training_progress_bar_reaches_the_last_epoch(capsys):
+    from predictors.training import TrainConfig, train
+
+    train("bulk_modulus", TrainConfig(epochs=2, n_members=2, hidden=32), progress=True)
+    assert "2/2" in capsys.readouterr().err  # a `break` after the last epoch used to leave it at 1/2
