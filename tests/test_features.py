@@ -115,3 +115,42 @@ def test_feature_bounds_contain_features():
     low, high = feature_bounds()
     x = featurize(np.vstack([random_compositions(500, seed=31), np.zeros((1, 80), dtype=int)]))
     assert np.all(x >= low - 1e-9) and np.all(x <= high + 1e-9)
+
+
+def test_meet_in_the_middle_equals_enumeration():
+    # "compound possible" without matminer's exponential itertools.product: same answers
+    import itertools
+
+    from oxide_env.chemistry import features as F
+
+    t = F._tables()
+    multivalent = [i for i in range(80) if t.n_states[i] > 1]
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        k = int(rng.integers(4, 8))
+        els = rng.choice(multivalent, size=k, replace=False)
+        amounts = rng.integers(1, 9, size=k).astype(float)
+        if trial % 3 == 0:
+            amounts = amounts / rng.integers(1, 5)  # fractional, as in training data
+        choices = [[a * s for s in t.oxidation_states[i]] for a, i in zip(amounts, els)]
+        fixed = float(rng.integers(-3, 4))
+        brute = any(abs(fixed + sum(c)) <= 1e-8 for c in itertools.product(*choices))
+        assert F._neutral_combination(fixed, choices) == brute
+
+
+def test_many_multivalent_elements_match_matminer(matminer_featurizer):
+    # 6-9 elements, most of them multivalent: matminer still enumerates these quickly
+    from oxide_env.chemistry import features as F
+
+    t = F._tables()
+    multivalent = [i for i in range(80) if t.n_states[i] > 1]
+    rng = np.random.default_rng(9)
+    rows = np.zeros((40, 80))
+    for r in range(40):
+        k = int(rng.integers(6, 10))
+        els = rng.choice(multivalent, size=k, replace=False)
+        rows[r, els] = rng.integers(1, 7, size=k)
+    ours = featurize(rows)
+    ref = _reference(matminer_featurizer, rows)
+    assert np.max(np.abs(ours - ref)) <= 1e-9
+    assert 0 < ours[:, FEATURE_LABELS.index("compound possible")].sum() < 40  # both answers occur

@@ -14,6 +14,16 @@ Conventions:
       state; matminer itself cannot featurize it.
     * Features do not depend on the scale of the amounts (Fe2O3 and Fe4O6 are equal), except
       that "compound possible" tests charge balance with matminer's absolute 1e-8 tolerance.
+    * Inputs follow :func:`~oxide_env.chemistry.composition.as_amount_matrix` (a bare string
+      is one formula, a dict maps element -> amount, at most 20 distinct elements).
+
+Cost. matminer decides "compound possible" by enumerating every combination of common
+oxidation states (``itertools.product``), which is exponential in the number of
+multivalent elements (14 of them took > 3.5 GB). Here the same test (some combination has
+``|sum(amount * state)| <= 1e-8``) is a meet-in-the-middle search: the combinations of
+two halves of the elements are summed separately and matched after a sort, so one
+composition of up to 20 elements (at most ~10^5 partial sums per half) costs < 0.1 s and
+a few MB; large batches are processed in blocks of rows, so memory stays bounded.
 
 Example:
     >>> from oxide_env.chemistry.features import featurize, FEATURE_LABELS
@@ -24,14 +34,13 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 
-from oxide_env.chemistry.composition import formulas_to_amounts
+from oxide_env.chemistry.composition import as_amount_matrix
 from oxide_env.chemistry.elements import ELEMENTS, N_ELEMENTS
 
 __all__ = ["FEATURE_LABELS", "N_FEATURES", "as_amount_matrix", "featurize"]
@@ -57,6 +66,9 @@ N_FEATURES: int = len(FEATURE_LABELS)
 
 _MODE_RTOL, _MODE_ATOL = 1e-5, 1e-8  # np.isclose defaults used by matminer's mode
 _NEUTRAL_ATOL = 1e-8  # np.isclose(x, 0) in IonProperty(fast=True)
+_ROW_BLOCK = 4096  # featurize large batches in blocks of rows: bounded working memory
+_VECTOR_SUMS = 1 << 21  # most partial sums held at once by the vectorized charge test
+_ENUMERATE_MAX = 256  # up to this many combinations, enumerate; above, meet in the middle
 
 
 class _Tables:
@@ -95,38 +107,6 @@ def _tables() -> _Tables:
     return _Tables()
 
 
-def as_amount_matrix(compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
-    """Turn formulas, an amount vector ``(80,)`` or a matrix ``(n, 80)`` into float ``(n, 80)``.
-
-    Raises:
-        ValueError: for a bad formula, a wrong shape, or negative / non-finite amounts.
-    """
-    if isinstance(compositions, str):
-        return formulas_to_amounts([compositions])
-    if isinstance(compositions, np.ndarray) and compositions.dtype.kind in "iufb":
-        arr = compositions.astype(np.float64, copy=False)
-    elif len(compositions) and isinstance(compositions[0], str):
-        return formulas_to_amounts(compositions)
-    else:
-        arr = np.asarray(compositions, dtype=np.float64)
-        if arr.size == 0:
-            return np.zeros((0, N_ELEMENTS))
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != N_ELEMENTS:
-        raise ValueError(
-            f"Invalid compositions with shape {arr.shape}: expected (80,) or (n, 80) amounts in "
-            "oxide_env.ELEMENTS order, or a list of formula strings."
-        )
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1) | (arr < 0).any(axis=1))[0]
-        raise ValueError(
-            f"Invalid composition at row {bad}: amounts must be finite and >= 0 "
-            f"(found {arr[bad][~np.isfinite(arr[bad]) | (arr[bad] < 0)][0]!r})."
-        )
-    return arr
-
-
 def _padded(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Element indices (n, K), amounts (n, K) and validity mask (n, K) of the present elements."""
     present = amounts > 0
@@ -139,39 +119,75 @@ def _padded(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, amt, mask
 
 
+def _neutral_combination(fixed: float, choices: list[list[float]]) -> bool:
+    """Whether ``fixed + sum(c_i)`` is within 1e-8 of 0 for some choice of ``c_i`` in ``choices[i]``.
+
+    matminer's exhaustive ``itertools.product`` test, done by meeting in the middle: the
+    sums of two halves of the choices are formed separately (each at most ~the square root
+    of the number of combinations), one half is sorted, and for every sum of the other the
+    nearest opposite is found by binary search. Exact for integer amounts (the sums are
+    exact); for fractional amounts the sums differ from matminer's ``np.dot`` only in
+    rounding (~1e-16 relative), far below the 1e-8 tolerance.
+    """
+    n_combinations = math.prod(len(c) for c in choices)
+    if n_combinations <= _ENUMERATE_MAX:
+        sums = [fixed]
+        for options in choices:
+            sums = [x + c for x in sums for c in options]
+        return any(abs(x) <= _NEUTRAL_ATOL for x in sums)
+    halves: tuple[list, list] = ([], [])
+    sizes = [1, 1]
+    for options in sorted(choices, key=len, reverse=True):  # balance the two products
+        side = 0 if sizes[0] <= sizes[1] else 1
+        halves[side].append(options)
+        sizes[side] *= len(options)
+
+    def all_sums(half: list[list[float]], start: float) -> np.ndarray:
+        sums = np.array([start])
+        for options in half:
+            sums = np.unique((sums[:, None] + np.asarray(options)[None, :]).ravel())
+        return sums
+
+    left = all_sums(halves[0], fixed)
+    right = all_sums(halves[1], 0.0)  # sorted (np.unique)
+    pos = np.searchsorted(right, -left)
+    best = np.full(left.shape, np.inf)
+    for shift in (-1, 0):
+        j = np.clip(pos + shift, 0, right.size - 1)
+        best = np.minimum(best, np.abs(left + right[j]))
+    return bool((best <= _NEUTRAL_ATOL).any())
+
+
 def _compound_possible(idx: np.ndarray, amt: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """matminer ``IonProperty(fast=True)``: some combination of common oxidation states is neutral."""
     t = _tables()
-    n = idx.shape[0]
     n_states = np.where(mask, t.n_states[idx], 1)
     multi = n_states > 1
     fixed = np.where(mask & ~multi, amt * t.states[idx, 0], 0.0).sum(axis=1)
     result = np.abs(fixed) <= _NEUTRAL_ATOL
     n_multi = multi.sum(axis=1)
     for n_slots in range(1, int(n_multi.max(initial=0)) + 1):
-        rows = np.flatnonzero(n_multi == n_slots)
-        if rows.size == 0:
+        all_rows = np.flatnonzero(n_multi == n_slots)
+        if all_rows.size == 0:
             continue
-        if n_slots > 3:  # rare: enumerate row by row
-            for r in rows:
+        if n_slots > 3:  # rare: row by row, meeting in the middle
+            for r in all_rows:
                 cols = np.flatnonzero(multi[r])
-                choices = [t.oxidation_states[idx[r, c]] for c in cols]
-                a = amt[r, cols]
-                result[r] = any(
-                    abs(fixed[r] + float(np.dot(a, combo))) <= _NEUTRAL_ATOL
-                    for combo in itertools.product(*choices)
-                )
+                choices = [[a * s for s in t.oxidation_states[idx[r, c]]] for a, c in zip(amt[r, cols], cols)]
+                result[r] = _neutral_combination(float(fixed[r]), choices)
             continue
-        cols = np.argsort(~multi[rows], axis=1, kind="stable")[:, :n_slots]
-        el = np.take_along_axis(idx[rows], cols, axis=1)
-        a = np.take_along_axis(amt[rows], cols, axis=1)
-        sums = fixed[rows][:, None]
-        for s in range(n_slots):
-            width = int(t.n_states[el[:, s]].max())
-            contrib = a[:, s, None] * t.states[el[:, s], :width]  # (b, width)
-            sums = (sums[:, :, None] + contrib[:, None, :]).reshape(rows.size, -1)
-        result[rows] = (np.abs(sums) <= _NEUTRAL_ATOL).any(axis=1)
-    del n
+        block = max(1, _VECTOR_SUMS // int(t.n_states.max()) ** n_slots)
+        for b0 in range(0, all_rows.size, block):
+            rows = all_rows[b0 : b0 + block]
+            cols = np.argsort(~multi[rows], axis=1, kind="stable")[:, :n_slots]
+            el = np.take_along_axis(idx[rows], cols, axis=1)
+            a = np.take_along_axis(amt[rows], cols, axis=1)
+            sums = fixed[rows][:, None]
+            for s in range(n_slots):
+                width = int(t.n_states[el[:, s]].max())
+                contrib = a[:, s, None] * t.states[el[:, s], :width]  # (b, width)
+                sums = (sums[:, :, None] + contrib[:, None, :]).reshape(rows.size, -1)
+            result[rows] = (np.abs(sums) <= _NEUTRAL_ATOL).any(axis=1)
     return result
 
 
@@ -186,8 +202,13 @@ def featurize(compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
         ``np.ndarray`` of shape ``(n, 145)``, float64, columns as :data:`FEATURE_LABELS`.
         Rows of empty compositions are all zeros.
 
+    Cost: linear in the number of rows; one composition of up to 20 elements takes < 0.1 s
+    (see the module docstring).
+
     Raises:
-        ValueError: for a bad formula, wrong shape, or negative / non-finite amounts.
+        TypeError: for ``None``, numbers, bytes, complex amounts or other objects.
+        ValueError: for a bad formula, wrong shape, negative / non-finite / too large
+            amounts, or more than 20 distinct elements in a composition.
 
     Example:
         >>> import numpy as np
@@ -200,6 +221,14 @@ def featurize(compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
     n = amounts.shape[0]
     if n == 1:
         return featurize_one(amounts[0])[None, :]
+    if n > _ROW_BLOCK:
+        return np.concatenate([_featurize_rows(amounts[i : i + _ROW_BLOCK]) for i in range(0, n, _ROW_BLOCK)])
+    return _featurize_rows(amounts)
+
+
+def _featurize_rows(amounts: np.ndarray) -> np.ndarray:
+    """:func:`featurize` of a checked ``(n, 80)`` amount matrix."""
+    n = amounts.shape[0]
     out = np.zeros((n, N_FEATURES), dtype=np.float64)
     if n == 0:
         return out
@@ -266,10 +295,7 @@ def _compound_possible_one(idx: list[int], amt: list[float]) -> bool:
             choices.append([a * s for s in states])
     if not choices:
         return abs(fixed) <= _NEUTRAL_ATOL
-    sums = [fixed]
-    for options in choices:
-        sums = [x + c for x in sums for c in options]
-    return any(abs(x) <= _NEUTRAL_ATOL for x in sums)
+    return _neutral_combination(fixed, choices)
 
 
 def featurize_one(amounts: np.ndarray) -> np.ndarray:
