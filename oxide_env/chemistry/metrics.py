@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import pdist
 
-from oxide_env.chemistry.composition import formulas_to_counts, reduce_counts
+from oxide_env.chemistry.composition import as_count_matrix, reduce_counts
 from oxide_env.chemistry.elements import ELEMENTS
 from oxide_env.chemistry.features import as_amount_matrix
 
@@ -149,7 +149,9 @@ def evaluate(
     """The paper's Table 1 metrics for a list of generated materials.
 
     Args:
-        formulas: generated formulas with integer amounts (or an ``(n, 80)`` count matrix).
+        formulas: generated formulas with integer amounts (or an ``(n, 80)`` count matrix,
+            or ``{element: count}`` dicts). A bare string is *one* formula:
+            ``evaluate("NO")`` evaluates nitric oxide, not ``"N"`` and ``"O"``.
         reference: known formulas for % novel (omitted: no ``pct_novel`` key).
         predictors: property models, either a mapping ``name -> callable(counts) -> values``
             or objects with ``.name`` and ``.predict(counts)`` (the ``predictors`` package);
@@ -160,6 +162,8 @@ def evaluate(
         ``pct_unique``, ``elmd_mean``, ``elmd_std`` (+ ``pct_novel`` and property keys).
 
     Raises:
+        TypeError: for ``None``, numbers, bytes or complex amounts (see
+            :func:`~oxide_env.chemistry.composition.as_count_matrix`).
         ValueError: naming the first formula that cannot be parsed or is not integer.
 
     Example:
@@ -169,10 +173,7 @@ def evaluate(
     """
     from oxide_env.chemistry.validity import charge_neutral, electronegativity_balanced
 
-    if isinstance(formulas, np.ndarray):
-        counts = reduce_counts(formulas if formulas.ndim == 2 else formulas[None])
-    else:
-        counts = reduce_counts(formulas_to_counts(list(formulas)))
+    counts = reduce_counts(as_count_matrix(formulas))  # a bare string is one formula
     n = counts.shape[0]
     nan = math.nan
     result: dict[str, float] = {"n": n}
