@@ -116,6 +116,14 @@ class Predictor:
             )
         import torch
 
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != 145 or features.dtype.kind not in "fiu":
+            raise ValueError(
+                f"Invalid features of shape {features.shape} and dtype {features.dtype}: expected the "
+                "(n, 145) float Magpie features of oxide_env.featurize."
+            )
+        if not np.all(np.isfinite(features)):
+            raise ValueError(f"Invalid features: {int((~np.isfinite(features)).sum())} entries are not finite.")
         empty = ~features.any(axis=1)
         if empty.any():
             rows = np.flatnonzero(empty)[:10].tolist()
@@ -154,10 +162,18 @@ class Predictor:
         """Predicted property (ensemble mean) in :attr:`units`, shape ``(n,)``.
 
         Args:
-            compositions: formulas, an ``(80,)`` count/amount vector or an ``(n, 80)`` matrix.
+            compositions: formulas (a bare string is one formula), ``{element: amount}`` dicts,
+                an ``(80,)`` count/amount vector or an ``(n, 80)`` matrix; the forms and limits
+                of :func:`oxide_env.chemistry.composition.as_amount_matrix` (at most 20
+                distinct elements, amounts finite and within int64).
+
+        Cost: one composition of up to 20 elements takes < 0.1 s (featurization is bounded,
+        the network is fixed-size); batches are linear in the number of rows.
 
         Raises:
-            ValueError: for unknown elements, malformed formulas or empty compositions.
+            TypeError: for ``None``, numbers, bytes or complex amounts.
+            ValueError: for unknown elements, malformed formulas, out-of-range amounts or
+                empty compositions.
         """
         return self.predict_members(compositions).mean(axis=0)
 
