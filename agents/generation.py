@@ -7,6 +7,12 @@ possible on a CPU.
 
 from __future__ import annotations
 
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,3 +125,71 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
 def generate(model: Any, n: int, seed: int | None = None, **kwargs: Any) -> list[str]:
     """Formulas of ``n`` generated materials (see :func:`generate_counts`)."""
     return counts_to_formulas(generate_counts(model, n, seed, **kwargs))
+
+
+MATERIALS_COLUMNS = ("formula", "generated")
+"""The first two columns of every CSV of generated materials; property columns follow."""
+
+
+def write_materials_csv(path: str | Path, generated: Sequence[str], properties: Mapping[str, np.ndarray]) -> Path:
+    """Write generated materials as CSV, atomically (a temporary file, then a rename).
+
+    Columns: ``formula`` (the reduced formula, e.g. ``CaO``), ``generated`` (the amounts as
+    generated, e.g. ``Ca8O8``), then one column per property under its bare name
+    (``formation_energy`` in eV/atom, ``bulk_modulus`` and ``shear_modulus`` in ln(GPa),
+    ``sintering_temperature`` in °C: the units of :data:`predictors.UNITS`), 4 significant digits.
+    ``oxide-rl generate`` and the Table 1 benchmark's ``formulas.csv`` use it.
+
+    Args:
+        path: the CSV file to write (its folder is created).
+        generated: formulas as generated, one per material.
+        properties: ``name -> values`` (one value per material).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "out.csv"
+        >>> _ = write_materials_csv(path, ["Ca8O8"], {"bulk_modulus": np.array([4.8123])})
+        >>> print(path.read_text().strip())
+        formula,generated,bulk_modulus
+        CaO,Ca8O8,4.812
+    """
+    from oxide_env.chemistry.composition import counts_to_formula, formulas_to_counts
+
+    path = Path(path)
+    generated = list(generated)
+    values = {name: np.asarray(v, dtype=np.float64).reshape(-1) for name, v in properties.items()}
+    for name, v in values.items():
+        if name in MATERIALS_COLUMNS or len(v) != len(generated):
+            raise ValueError(f"Invalid property {name!r}: expected a new column name with {len(generated)} values "
+                             f"(got {len(v)}).")
+    counts = formulas_to_counts(generated) if generated else np.zeros((0, N_ELEMENTS), dtype=np.int64)
+    reduced = [counts_to_formula(row, reduce=True) for row in counts]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*MATERIALS_COLUMNS, *values])
+    for i, formula in enumerate(generated):
+        writer.writerow([reduced[i], formula, *(f"{v[i]:.4g}" for v in values.values())])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(buffer.getvalue())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_materials_csv(path: str | Path) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
+    """``(formulas, generated, properties)`` of a CSV of :func:`write_materials_csv`.
+
+    A file without a ``generated`` column (written before it existed) gives ``generated = formulas``.
+    """
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    formulas = [r["formula"] for r in rows]
+    generated = [r.get("generated") or r["formula"] for r in rows]
+    names = [k for k in (rows[0] if rows else {}) if k not in MATERIALS_COLUMNS]
+    return formulas, generated, {k: np.array([float(r[k]) for r in rows]) for k in names}

@@ -72,10 +72,25 @@ def test_train_and_generate_tiny(tmp_path, capsys):
     csv_path = tmp_path / "gen.csv"
     assert main(["generate", "--model", str(run), "-n", "50", "--seed", "1", "--out", str(csv_path)]) == 0
     lines = csv_path.read_text().splitlines()
-    assert lines[0].startswith("formula,") and len(lines) == 51
+    assert lines[0] == "formula,generated,formation_energy,bulk_modulus,shear_modulus,sintering_temperature"
+    assert len(lines) == 51
+    from oxide_env import reduced_formula
+
+    rows = [line.split(",") for line in lines[1:]]
+    assert all(r[0] == reduced_formula(r[1]) for r in rows)  # formula: reduced; generated: as generated
+    assert main(["evaluate", str(csv_path)]) == 0  # reads the generated amounts back
     again = tmp_path / "gen2.csv"
     main(["generate", "--model", str(run), "-n", "50", "--seed", "1", "--out", str(again)])
     assert again.read_text() == csv_path.read_text()
     assert main(["generate", "--model", str(tmp_path / "nothing"), "-n", "5", "--out", str(again)]) == 2
     assert main(["generate", "--model", str(run), "-n", "30", "--distinct", "--out", str(again)]) == 0
     assert len(set(again.read_text().splitlines()[1:])) == 30
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"oxide-rl {version('oxide-rl')}"
