@@ -11,12 +11,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from oxide_env.chemistry.checks import check_number
 from oxide_env.chemistry.completion import completable_actions, hard_rule_mask_of
 from oxide_env.chemistry.composition import counts_to_formula
 from oxide_env.chemistry.elements import ELEMENTS, MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.features import N_FEATURES, feature_bounds, featurize_one
 from oxide_env.normalization import normalize_features
-from oxide_env.tasks import RewardModel, Task, make_task
+from oxide_env.tasks import MAX_REWARD, RewardModel, Task, make_task
 
 N_STEPS = 5
 N_COUNTS = MAX_COUNT + 1
@@ -186,8 +187,13 @@ class OxideCompositionEnv(gym.Env):
     * ``task``: a preset (``formation_energy``, ``bulk_modulus``, ``shear_modulus``,
       ``sintering_temperature``, ``sintering_bulk``), a ``{predictor: weight}`` dict, or a
       callable ``counts (n, 80) -> rewards (n,)``.
-    * ``lam``: the bulk-modulus weight of ``sintering_bulk`` (paper: 62.5, 125, 250).
+    * ``lam``: the bulk-modulus weight of ``sintering_bulk`` (paper: 62.5, 125, 250), in
+      ``[0, 1e6]``; task weights are within ``±1e6`` (``oxide_env.tasks.MAX_WEIGHT``).
     * ``predictors``: ``{name: predictor or callable}`` replacing the shipped models.
+      Predictors and a callable ``task`` are run once on a probe batch (MgO, Al2O3, BaTiO3)
+      when the environment is built: each must return one finite value per composition and
+      the rewards must be finite (``|r| <= 1e30``), or the constructor raises ``ValueError``
+      (``TypeError`` for a predictor that is neither a ``Predictor`` nor callable).
     * ``exact_masks``: ``None``, ``"charge_neutral"`` or ``"electronegativity_balanced"``.
     * ``invalid_action_reward``: reward of a hard-rule violation (default: the task's reward at
       the worst end of each property's training range).
@@ -240,17 +246,14 @@ class OxideCompositionEnv(gym.Env):
         else:
             raise ValueError(f"Invalid constraint_oracles={constraint_oracles!r}: expected a callable "
                              "oracle(obs, actions) -> probabilities, or a list of them.")
-        if isinstance(oracle_threshold, bool) or not isinstance(oracle_threshold, (int, float)) \
-                or not 0.0 <= oracle_threshold <= 1.0:
-            raise ValueError(f"Invalid oracle_threshold={oracle_threshold!r}: expected a number in [0, 1].")
+        check_number(oracle_threshold, "oracle_threshold", minimum=0, maximum=1)
         self.task = make_task(task, lam=lam)
         self.rewarder = RewardModel(self.task, predictors, invalid_penalty=invalid_penalty,
                                     uncertainty_penalty=uncertainty_penalty)
         if invalid_action_reward is None:
             invalid_action_reward = self.rewarder.worst_reward()
-        elif isinstance(invalid_action_reward, bool) or not isinstance(invalid_action_reward, (int, float)) \
-                or not np.isfinite(invalid_action_reward):
-            raise ValueError(f"Invalid invalid_action_reward={invalid_action_reward!r}: expected a finite number.")
+        else:
+            check_number(invalid_action_reward, "invalid_action_reward", minimum=-MAX_REWARD, maximum=MAX_REWARD)
         self.invalid_action_reward = float(invalid_action_reward)
         self.oracles = oracles
         self.oracle_threshold = float(oracle_threshold)

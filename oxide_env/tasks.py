@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from oxide_env.chemistry.checks import check_number, describe
 from oxide_env.chemistry.features import featurize
 
 PREDICTOR_NAMES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
@@ -45,7 +45,17 @@ TASK_PRESETS: dict[str, dict[str, float]] = {
 """Preset name -> terms; ``sintering_bulk``'s bulk weight is replaced by ``lam``."""
 
 RewardFn = Callable[[np.ndarray], np.ndarray]
+MAX_WEIGHT = 1e6
+"""Largest absolute task weight (and ``lam``): rewards stay far inside float32, which SB3's
+buffers use (the paper's largest weight is 250)."""
+MAX_REWARD = 1e30
+"""Largest absolute reward on the probe batch (float32 overflows at 3.4e38)."""
+PROBE_FORMULAS = ("MgO", "Al2O3", "BaTiO3")
+"""Compositions every predictor and callable task is run on once when a reward model is built."""
 _SHARED_CACHES: dict[tuple, OrderedDict] = {}
+_PROBED: dict[tuple, tuple] = {}
+"""Reward models (by cache key) whose predictors passed the probe; the values keep the task
+callable and predictors alive, so their ids in the key cannot be reused by other objects."""
 
 
 @dataclass(frozen=True)
@@ -81,15 +91,16 @@ def make_task(task: str | Mapping[str, float] | Task | RewardFn, lam: float | No
     Args:
         task: preset name (see module docstring), terms mapping, :class:`Task`, or a callable
             ``counts (n, 80) -> rewards (n,)``.
-        lam: weight of the bulk modulus in ``sintering_bulk`` (default 125, the paper's middle).
+        lam: weight of the bulk modulus in ``sintering_bulk`` (default 125, the paper's middle);
+            a number in ``[0, MAX_WEIGHT]`` (0: sintering temperature alone).
 
     Raises:
-        ValueError: unknown preset or predictor names, non-numeric weights or ``lam``, or
-            ``lam`` given for a task that has no lambda.
+        TypeError: non-numeric weights or ``lam`` (strings, ``None`` as a weight, bools).
+        ValueError: unknown preset or predictor names, weights that are not finite or beyond
+            ``±MAX_WEIGHT``, a negative ``lam``, or ``lam`` given for a task that has no lambda.
     """
     if lam is not None:
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
-            raise ValueError(f"Invalid lam={lam!r}: expected a finite number such as {PAPER_LAMBDAS}.")
+        check_number(lam, "lam", minimum=0, maximum=MAX_WEIGHT)
         if task != "sintering_bulk":
             raise ValueError(f"lam={lam!r} only applies to task='sintering_bulk', not {task!r}.")
     if isinstance(task, Task):
@@ -108,8 +119,7 @@ def make_task(task: str | Mapping[str, float] | Task | RewardFn, lam: float | No
         for name, weight in task.items():
             if name not in PREDICTOR_NAMES:
                 raise ValueError(f"Unknown predictor {name!r} in task; choose from {', '.join(PREDICTOR_NAMES)}.")
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-                raise ValueError(f"Invalid weight {weight!r} for {name!r}: expected a finite number.")
+            check_number(weight, f"weight of {name!r}", minimum=-MAX_WEIGHT, maximum=MAX_WEIGHT)
         return Task(name="custom", terms=tuple((k, float(v)) for k, v in task.items()))
     if callable(task):
         return Task(name=getattr(task, "__name__", "callable"), fn=task)
@@ -139,8 +149,10 @@ class RewardModel:
                  invalid_penalty: float = 0.0, uncertainty_penalty: float = 0.0,
                  cache_size: int = 200_000) -> None:
         for name, value in (("invalid_penalty", invalid_penalty), ("uncertainty_penalty", uncertainty_penalty)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"Invalid {name}={value!r}: expected a finite number >= 0.")
+            check_number(value, name, minimum=0, maximum=MAX_WEIGHT)
+        check_number(cache_size, "cache_size", integer=True, minimum=0)
+        if not isinstance(task, Task):
+            raise TypeError(f"Invalid task={describe(task)}: expected a Task (see make_task).")
         self.task = task
         if predictors is None:
             import predictors as _predictors
@@ -153,11 +165,64 @@ class RewardModel:
             missing = [n for n in task.property_names if n not in predictors]
             if missing:
                 raise ValueError(f"Task {task.name!r} needs predictor {missing[0]!r}, which was not given.")
+            for name, model in predictors.items():
+                if not (hasattr(model, "members_from_features") or callable(model)):
+                    raise TypeError(
+                        f"Invalid predictor {name!r}={describe(model)}: expected a predictors.Predictor or a "
+                        "callable counts (n, 80) -> values (n,)."
+                    )
         self.predictors = dict(predictors)
         self.invalid_penalty = float(invalid_penalty)
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.cache_size = cache_size
         self._cache = _SHARED_CACHES.setdefault(self._cache_key(), OrderedDict())
+        self._check_on_probe()
+
+    def _check_on_probe(self) -> None:
+        """Run every predictor and a callable task once on :data:`PROBE_FORMULAS`; check the outputs.
+
+        A predictor or task that returns the wrong number of values, non-finite values or
+        absurd rewards fails here, when the environment is built, not at the first terminal step.
+        Done once per task, predictors and shaping (the copies of a vectorized env share it).
+        """
+        from oxide_env.chemistry.composition import formulas_to_counts
+
+        key = self._cache_key()
+        if key in _PROBED:
+            return
+
+        probe = formulas_to_counts(PROBE_FORMULAS)
+        n = len(probe)
+        means, _ = self._predict(probe)
+        for name, values in means.items():
+            self._check_values(values, n, f"predictor {name!r}")
+        if self.task.fn is not None:
+            rewards = self._check_values(self.task.fn(probe.copy()), n, f"task {self.task.name!r}")
+        else:
+            rewards = self.task.reward(means)
+        if not np.all(np.abs(rewards) <= MAX_REWARD):
+            raise ValueError(
+                f"Task {self.task.name!r} gives rewards {describe(np.asarray(rewards).tolist())} on "
+                f"{list(PROBE_FORMULAS)}; rewards must be finite and within ±{MAX_REWARD:g} "
+                "(check the weights and lam)."
+            )
+        _PROBED[key] = (self.task.fn, tuple(self.predictors.values()))
+
+    @staticmethod
+    def _check_values(values: Any, n: int, what: str) -> np.ndarray:
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"The {what} returned {describe(values)}; expected {n} real numbers "
+                            f"for a batch of {n} compositions.") from None
+        if arr.size != n or arr.ndim > 2:
+            raise ValueError(f"The {what} returned shape {arr.shape} for a batch of {n} compositions; "
+                             f"expected ({n},).")
+        arr = arr.reshape(n)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"The {what} returned non-finite values {describe(arr.tolist())} for a batch "
+                             f"of {n} compositions.")
+        return arr
 
     def _cache_key(self) -> tuple:
         # environments with the same task, predictors and shaping share one cache, so a
@@ -186,7 +251,7 @@ class RewardModel:
                 members = model.members_from_features(features)
                 means[name], stds[name] = members.mean(axis=0), members.std(axis=0)
             else:
-                means[name] = np.asarray(model(counts), dtype=np.float64)
+                means[name] = self._check_values(model(counts), len(counts), f"predictor {name!r}")
                 stds[name] = np.zeros(len(counts))
         return means, stds
 
@@ -208,7 +273,7 @@ class RewardModel:
             neutral = charge_neutral(batch)
             balanced = electronegativity_balanced(batch)
             if self.task.fn is not None:
-                rewards = np.asarray(self.task.fn(batch), dtype=np.float64).reshape(-1)
+                rewards = self._check_values(self.task.fn(batch), len(batch), f"task {self.task.name!r}")
             else:
                 rewards = self.task.reward(means)
                 if self.uncertainty_penalty:

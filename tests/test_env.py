@@ -134,7 +134,7 @@ def test_tasks_as_data_and_errors():
         make(task="bulk")
     with pytest.raises(ValueError, match="Unknown predictor 'hardness'"):
         make(task={"hardness": 1.0})
-    with pytest.raises(ValueError, match="lam='big'"):
+    with pytest.raises(TypeError, match="lam='big'"):
         make(task="sintering_bulk", lam="big")
     with pytest.raises(ValueError, match="only applies"):
         make(task="bulk_modulus", lam=10.0)
@@ -275,3 +275,31 @@ def test_reward_cache_full_never_loses_a_batch_entry():
     assert model.rewards(rows[[0, 2, 3]]).tolist() == [2.0, 4.0, 5.0]
     assert len(model._cache) == 2
     assert model.rewards(rows).tolist() == [2.0, 3.0, 4.0, 5.0]
+
+
+def test_arguments_checked_when_the_env_is_built():
+    """Bad predictors, tasks and weights fail in the constructor, naming the value."""
+    from oxide_env.tasks import MAX_WEIGHT
+
+    with pytest.raises(ValueError, match="lam=-1"):
+        make(task="sintering_bulk", lam=-1)
+    assert make(task="sintering_bulk", lam=0).task.terms[1] == ("bulk_modulus", 0.0)
+    with pytest.raises(TypeError, match="predictor 'bulk_modulus'=5"):
+        make(predictors={**fake_predictors(), "bulk_modulus": 5})
+    with pytest.raises(ValueError, match="weight of 'bulk_modulus'=1e\\+308"):
+        make(task={"bulk_modulus": 1e308})
+    with pytest.raises(ValueError, match="rewards must be finite"):
+        make(task={"bulk_modulus": MAX_WEIGHT}, predictors={**fake_predictors(), "bulk_modulus": lambda c: np.full(len(c), 1e25)})
+    # a callable task or predictor with the wrong number of values or a NaN fails at once
+    with pytest.raises(ValueError, match="task '<lambda>' returned shape \\(1,\\) for a batch of 3"):
+        make(task=lambda counts: np.zeros(1))
+    with pytest.raises(ValueError, match="non-finite"):
+        make(task=lambda counts: np.full(len(counts), np.nan))
+    with pytest.raises(ValueError, match="predictor 'shear_modulus' returned shape \\(3, 2\\)"):
+        make(predictors={**fake_predictors(), "shear_modulus": lambda c: np.zeros((len(c), 2))})
+    with pytest.raises(TypeError, match="returned 'oops'"):
+        make(task=lambda counts: "oops")
+    with pytest.raises(ValueError, match="oracle_threshold=2"):
+        make(oracle_threshold=2)
+    with pytest.raises(TypeError, match="invalid_action_reward=None|invalid_action_reward='x'"):
+        make(invalid_action_reward="x")
