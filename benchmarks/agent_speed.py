@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-# benchmarks/predictors.py would shadow the predictors package: keep this folder off sys.path
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
-# benchmarks/predictors.py would shadow the predictors package: keep this folder off sys.path
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 
 def play(env, episodes: int, seed: int) -> tuple[float, list[dict]]:

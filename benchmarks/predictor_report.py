@@ -6,7 +6,7 @@ Retrains each predictor with the shipped configuration and seed (the same comman
 (with ``--save``) the weights into the package.
 
 Usage:
-    python benchmarks/predictors.py [--property NAME ...] [--seed 0] [--save]
+    python benchmarks/predictor_report.py [--property NAME ...] [--seed 0] [--save]
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ PAPER = {  # Table 2 of the paper: test R2, MAE, RMSE
     "sintering_temperature": (0.854, 52.09, 96.63),
 }
 RESULTS = Path(__file__).parent / "results"
-# this file is called predictors.py: keep its folder off sys.path so `import predictors` finds the package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 
 def parity_plot(report: dict, path: Path) -> None:
@@ -129,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Parity plots: " + ", ".join(f"`parity_{r['property']}.png`" for r in rows) + ".",
         "",
-        f"Command: `python benchmarks/predictors.py --seed {args.seed}{' --save' if args.save else ''}` "
+        f"Command: `python benchmarks/predictor_report.py --seed {args.seed}{' --save' if args.save else ''}` "
         "(2 CPU cores).",
     ]
     (out / "predictors.md").write_text("\n".join(lines) + "\n")

@@ -51,3 +51,20 @@ def training_keys() -> frozenset:
     from oxide_env.chemistry.metrics import composition_keys
 
     return frozenset(composition_keys(training_formulas()))
+
+
+@lru_cache(maxsize=1)
+def known_hull():
+    """The convex hull of the known compounds: the formation-energy table (lowest per composition).
+
+    Returns an :class:`oxide_env.chemistry.hull.FormationHull` (built once, ~3 s).
+
+    Example:
+        >>> hull = known_hull()
+        >>> float(hull.hull_energy(["MgO"])[0]) < -2.5
+        True
+    """
+    from oxide_env.chemistry.hull import FormationHull
+
+    table = load_table("formation_energy")
+    return FormationHull(table["formula"].tolist(), table["target"].to_numpy())

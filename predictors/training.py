@@ -48,7 +48,7 @@ DEFAULT_CONFIGS: dict[str, TrainConfig] = {
     "shear_modulus": TrainConfig(epochs=60),
     "sintering_temperature": TrainConfig(epochs=100, hidden=384, dropout=0.2, huber_beta=1.0),
 }
-"""The shipped models' hyperparameters (chosen on the validation split, see benchmarks/predictors.py)."""
+"""The shipped models' hyperparameters (chosen on the validation split, see benchmarks/predictor_report.py)."""
 
 
 def split_indices(n: int, *, seed: int, test_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,146 @@
+"""Energy above the convex hull of known compounds: a stability proxy for generated designs.
+
+A composition whose (predicted) formation energy lies above the lower convex hull of the
+known compounds of its chemical system would decompose into them. :class:`FormationHull`
+holds known compounds (composition, formation energy per atom; elements at 0 eV/atom) and
+answers, for any composition, the hull energy at that composition and the distance of a
+given energy above it, with pymatgen's :class:`~pymatgen.analysis.phase_diagram.PhaseDiagram`
+built once per chemical system (every known compound whose elements are a subset of the
+query's, plus the pure elements).
+
+The known compounds the project uses are the predictors' formation-energy training data
+(lowest energy per composition: :func:`predictors.data.known_hull`).
+
+Example:
+    >>> hull = FormationHull(["MgO", "Al2O3", "MgAl2O4"], [-3.0, -3.4, -3.2])
+    >>> hull.hull_energy(["MgAl2O4"]).round(3).tolist()  # MgO + Al2O3 mix: (2*-3 + 5*-3.4)/7
+    [-3.286]
+    >>> hull.e_above_hull(["MgAl2O4", "MgO", "Mg2O2"], [-3.2, -2.9, -3.1]).round(3).tolist()
+    [0.086, 0.1, -0.1]
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from oxide_env.chemistry.elements import ELEMENTS, N_ELEMENTS
+from oxide_env.chemistry.features import as_amount_matrix
+
+__all__ = ["FormationHull"]
+
+_MAX_SUBSET_ELEMENTS = 12
+"""Up to this many elements the known compounds of a system are found by enumerating its
+subsystems (2**k dictionary lookups); above it, by one vectorized scan."""
+
+
+class FormationHull:
+    """Lower convex hull of known formation energies (eV/atom), per chemical system.
+
+    Args:
+        compositions: known compounds (formulas or an ``(n, 80)`` amount matrix).
+        formation_energies: their formation energies in eV/atom. Where a composition repeats
+            (same reduced formula) the lowest energy is kept. Pure elements are added at 0.
+
+    Raises:
+        ValueError: if the lengths differ or an energy is not finite.
+    """
+
+    def __init__(self, compositions: Sequence[str] | np.ndarray, formation_energies: Sequence[float] | np.ndarray) -> None:
+        amounts = as_amount_matrix(compositions)
+        energies = np.asarray(formation_energies, dtype=np.float64).reshape(-1)
+        if len(energies) != len(amounts):
+            raise ValueError(
+                f"FormationHull got {len(amounts)} compositions but {len(energies)} energies."
+            )
+        if not np.isfinite(energies).all():
+            bad = int(np.flatnonzero(~np.isfinite(energies))[0])
+            raise ValueError(f"FormationHull: energy {energies[bad]!r} of row {bad} is not finite.")
+        keep = amounts.sum(axis=1) > 0
+        amounts, energies = amounts[keep], energies[keep]
+        fractions = amounts / amounts.sum(axis=1, keepdims=True)
+        # lowest energy per composition (fractions rounded as composition keys are)
+        best: dict[tuple, tuple[float, int]] = {}
+        for r, row in enumerate(np.round(fractions, 6)):
+            nz = np.flatnonzero(row)
+            key = tuple(zip(nz.tolist(), row[nz].tolist()))
+            if len(nz) > 1 and (key not in best or energies[r] < best[key][0]):
+                best[key] = (float(energies[r]), r)
+        rows = np.array(sorted(r for _, r in best.values()), dtype=np.int64)
+        self._fractions = fractions[rows] if len(rows) else np.zeros((0, N_ELEMENTS))
+        self._energies = energies[rows] if len(rows) else np.zeros(0)
+        self._present = self._fractions > 0
+        self._by_system: dict[frozenset[int], list[int]] = {}
+        for r, row in enumerate(self._present):
+            self._by_system.setdefault(frozenset(np.flatnonzero(row).tolist()), []).append(r)
+        self._diagrams: dict[frozenset[int], object] = {}
+
+    def __len__(self) -> int:
+        """Number of known compounds (distinct compositions with two or more elements)."""
+        return len(self._energies)
+
+    def _known_in(self, system: frozenset[int]) -> list[int]:
+        if len(system) <= _MAX_SUBSET_ELEMENTS:
+            out: list[int] = []
+            members = sorted(system)
+            for k in range(2, len(members) + 1):
+                for sub in itertools.combinations(members, k):
+                    out += self._by_system.get(frozenset(sub), [])
+            return out
+        outside = np.ones(N_ELEMENTS, dtype=bool)
+        outside[list(system)] = False
+        return np.flatnonzero(~self._present[:, outside].any(axis=1)).tolist()
+
+    def _diagram(self, system: frozenset[int]):
+        diagram = self._diagrams.get(system)
+        if diagram is None:
+            from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+            from pymatgen.core import Composition, Element
+
+            entries = [PDEntry(Composition({Element(ELEMENTS[i]): 1}), 0.0) for i in sorted(system)]
+            for r in self._known_in(system):
+                nz = np.flatnonzero(self._fractions[r])
+                comp = Composition({ELEMENTS[i]: float(self._fractions[r, i]) for i in nz})
+                entries.append(PDEntry(comp, float(self._energies[r])))  # per atom: 1 atom in all
+            diagram = self._diagrams[system] = PhaseDiagram(entries)
+        return diagram
+
+    def hull_energy(self, compositions: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Formation energy of the hull at each composition (eV/atom; 0 for an element).
+
+        The empty composition gives NaN.
+        """
+        from pymatgen.core import Composition
+
+        amounts = as_amount_matrix(compositions)
+        out = np.full(len(amounts), math.nan)
+        for r, row in enumerate(amounts):
+            nz = np.flatnonzero(row)
+            if len(nz) == 0:
+                continue
+            if len(nz) == 1:
+                out[r] = 0.0
+                continue
+            comp = Composition({ELEMENTS[i]: float(row[i]) for i in nz})
+            out[r] = float(self._diagram(frozenset(nz.tolist())).get_hull_energy_per_atom(comp))
+        return out
+
+    def e_above_hull(
+        self, compositions: Sequence[str] | np.ndarray, formation_energies: Sequence[float] | np.ndarray
+    ) -> np.ndarray:
+        """Energy above the hull (eV/atom) of each composition at the given formation energy.
+
+        Negative values mean the composition would lie *below* today's hull (a predicted new
+        stable phase). NaN where the composition is empty or its energy is not finite.
+
+        Raises:
+            ValueError: if the lengths differ.
+        """
+        energies = np.asarray(formation_energies, dtype=np.float64).reshape(-1)
+        hull = self.hull_energy(compositions)
+        if len(hull) != len(energies):
+            raise ValueError(f"e_above_hull got {len(hull)} compositions but {len(energies)} energies.")
+        return energies - hull

@@ -1,0 +1,72 @@
+"""The hull distance against pymatgen's PhaseDiagram built independently, and the domain model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition
+
+from oxide_env.chemistry.hull import FormationHull
+
+SYSTEM = {"Mg", "Al", "Ti", "O"}
+
+
+@pytest.fixture(scope="module")
+def known() -> tuple[list[str], np.ndarray]:
+    from predictors.data import load_table
+
+    table = load_table("formation_energy")
+    keep = [
+        i for i, f in enumerate(table["formula"])
+        if {str(e) for e in Composition(f).elements} <= SYSTEM and len(Composition(f).elements) > 1
+    ]
+    return table["formula"].iloc[keep].tolist(), table["target"].to_numpy()[keep]
+
+
+def test_matches_pymatgen(known) -> None:
+    formulas, energies = known
+    assert len(formulas) > 20
+    hull = FormationHull(formulas, energies)
+    entries = [PDEntry(Composition(f), e * Composition(f).num_atoms) for f, e in zip(formulas, energies)]
+    entries += [PDEntry(Composition(el), 0.0) for el in SYSTEM]
+    diagram = PhaseDiagram(entries)
+    rng = np.random.default_rng(0)
+    queries = ["MgAl2O4", "MgTiO3", "Al2TiO5", "Mg2TiO4", "TiO", "MgO", "Mg", "AlTi3"]
+    queries += [
+        "".join(f"{el}{n}" for el, n in zip(sorted(SYSTEM), rng.integers(0, 6, 4)) if n) or "MgO"
+        for _ in range(40)
+    ]
+    want = np.array([diagram.get_hull_energy_per_atom(Composition(q)) for q in queries])
+    np.testing.assert_allclose(hull.hull_energy(queries), want, atol=1e-9)
+    # a known compound's own energy is on or above the hull, as pymatgen says
+    e_known = hull.e_above_hull(formulas, energies)
+    want_known = [diagram.get_e_above_hull(entry) for entry in entries[: len(formulas)]]
+    np.testing.assert_allclose(e_known, want_known, atol=1e-9)
+
+
+def test_lowest_energy_per_composition_and_errors() -> None:
+    hull = FormationHull(["MgO", "Mg2O2", "MgO"], [-2.0, -3.0, -2.5])
+    assert len(hull) == 1
+    assert hull.hull_energy(["MgO"])[0] == pytest.approx(-3.0)
+    assert np.isnan(hull.e_above_hull([np.zeros(80)], [0.0])[0])
+    assert np.isnan(hull.e_above_hull(["MgO"], [np.nan])[0])
+    with pytest.raises(ValueError, match="2 compositions but 1 energies"):
+        FormationHull(["MgO", "CaO"], [1.0])
+    with pytest.raises(ValueError, match="not finite"):
+        FormationHull(["MgO"], [np.inf])
+
+
+def test_domain_model_round_trip_and_behaviour(tmp_path) -> None:
+    from predictors.domain import fit_domain, load_domain
+
+    shipped = load_domain("bulk_modulus")
+    assert shipped.in_domain(["MgO", "Al2O3", "SrTiO3"]).all()
+    assert not shipped.in_domain(["Os8Re10H9O7", "Au3I5Br2O2"]).any()
+    assert np.isnan(shipped.score([np.zeros(80)])[0])
+    refit = fit_domain("bulk_modulus")
+    assert refit.threshold == pytest.approx(shipped.threshold, rel=1e-6)
+    path = refit.save(tmp_path)
+    assert path.is_file()
+    with pytest.raises(ValueError, match="Unknown predictor"):
+        load_domain("nope")
