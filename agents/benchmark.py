@@ -34,15 +34,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from oxide_env.files import atomic_save_figure, atomic_write_text
 
 PROPERTIES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
 SHORT = {"formation_energy": "E_f (eV/atom)", "bulk_modulus": "ln K (ln GPa)", "shear_modulus": "ln G (ln GPa)",
@@ -126,13 +129,56 @@ METHODS: dict[str, Method] = {m.key: m for m in (
 
 
 # ------------------------------------------------------------------------------------------ runs
-def _train_dqn(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path):
-    from agents.train import AgentRun, train_agent
+RESULT_FORMAT = 2  # bump when the meaning of a stored setting changes
 
-    run = AgentRun(task=task.task, lam=task.lam, seed=seed, iterations=iterations, exact_masks=method.exact_masks,
-                   constraints=method.constraints, top_n_pct=method.top_n_pct,
-                   gradient_steps=method.gradient_steps, model_kwargs=dict(method.model_kwargs))
-    return train_agent(run, directory, progress=False, checkpoint_every=50)
+
+def _plain(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+def predictor_ids(models: Sequence[Any]) -> dict[str, str]:
+    """``name -> sha256[:16]`` of each predictor's shipped weights file (part of a run's settings)."""
+    import hashlib
+
+    import predictors
+
+    ids = {}
+    for m in models:
+        path = Path(predictors.weights_dir()) / f"{m.name}.safetensors"
+        ids[m.name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "unknown"
+    return ids
+
+
+def run_settings(task: BenchTask, method: Method, seed: int, *, n: int, iterations: int,
+                 predictors: dict[str, str]) -> dict[str, Any]:
+    """Every setting that determines one run's result (stored in its ``result.json``).
+
+    The random baseline depends on neither the task nor the training budget.
+    """
+    settings: dict[str, Any] = {"format": RESULT_FORMAT, "method": {k: v for k, v in asdict(method).items()
+                                                                   if k != "label"},
+                                "seed": seed, "n": n, "predictors": predictors}
+    if method.kind != "random":
+        settings.update(task={k: v for k, v in asdict(task).items() if k != "label"}, iterations=iterations)
+    if method.kind == "maskable_ppo":
+        settings["ppo"] = dict(PPO_SETTINGS, n_envs=PPO_ENVS)
+    return _plain(settings)
+
+
+def _agent_run(task: BenchTask, method: Method, seed: int, iterations: int):
+    from agents.train import AgentRun
+
+    return AgentRun(task=task.task, lam=task.lam, seed=seed, iterations=iterations, exact_masks=method.exact_masks,
+                    constraints=method.constraints, top_n_pct=method.top_n_pct,
+                    gradient_steps=method.gradient_steps, model_kwargs=dict(method.model_kwargs))
+
+
+def _train_dqn(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path, *,
+               resume: bool = True, log: Any = None):
+    from agents.train import train_agent
+
+    return train_agent(_agent_run(task, method, seed, iterations), directory, progress=False, checkpoint_every=50,
+                       resume=resume, log=log)
 
 
 PPO_SETTINGS = dict(n_steps=20, batch_size=250, n_epochs=4, learning_rate=3e-4, gamma=0.9, ent_coef=0.01)
@@ -145,26 +191,54 @@ def _ppo_env(task: BenchTask, method: Method, n_envs: int, seed: int):
     return make_oxide_vec_env(n_envs, seed=seed, task=task.task, lam=task.lam, exact_masks=method.exact_masks)
 
 
-def _train_maskable_ppo(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path):
+def _train_maskable_ppo(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path, *,
+                        settings: dict[str, Any] | None = None, resume: bool = True, log: Any = None):
+    """Train MaskablePPO, or reuse the finished model of the same settings (weights only, no pickle).
+
+    PPO is not checkpointed: an interrupted PPO run trains again from the start (same seed,
+    same result).
+    """
     from sb3_contrib import MaskablePPO
 
-    path = directory / "model.zip"
+    from agents.persistence import clear_reward_caches
+    from oxide_env.files import atomic_write_bytes, atomic_write_json
+
+    path, done_path = directory / "model.zip", directory / "training.json"
     env = _ppo_env(task, method, PPO_ENVS, seed)
-    if path.is_file():
-        return MaskablePPO.load(path, env=env, device="cpu"), 0.0
     model = MaskablePPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **PPO_SETTINGS)
+    done = _read_json(done_path) if resume else None
+    if done is not None and done.get("finished") and done.get("settings") == settings and path.is_file():
+        try:
+            model.set_parameters(str(path), exact_match=True, device="cpu")  # torch weights_only, never pickle
+        except Exception as exc:  # a damaged model.zip: train again
+            if log is not None:
+                log(f"warning: {str(path)!r} cannot be loaded ({exc}); training again")
+        else:
+            return model, float(done.get("train_seconds", 0.0))
+    done_path.unlink(missing_ok=True)
+    clear_reward_caches(env)  # the run must not depend on rewards cached by earlier runs
     t0 = time.perf_counter()
     model.learn(total_timesteps=(iterations + 1) * 500)
     seconds = time.perf_counter() - t0
-    model.save(path)
+    buffer = io.BytesIO()
+    model.save(buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_json(done_path, {"settings": settings, "finished": True, "train_seconds": seconds})
     return model, seconds
 
 
 def _generate_with_env(model: Any, task: BenchTask, method: Method, n: int, seed: int) -> list[str]:
-    """``n`` episodes of a masked SB3 policy (``predict(obs, action_masks=...)``) in the env."""
+    """``n`` episodes of a masked SB3 policy (``predict(obs, action_masks=...)``) in the env.
+
+    The policy samples with torch's global generator, seeded here with ``seed``: a reloaded
+    model generates the same materials as the freshly trained one.
+    """
+    import torch
+
     from oxide_env.chemistry.composition import counts_to_formulas
 
     venv = _ppo_env(task, method, min(max(n, 1), 100), seed)
+    torch.manual_seed(seed)
     finals: list[np.ndarray] = []
     obs = venv.reset()
     while len(finals) < n:
@@ -176,23 +250,69 @@ def _generate_with_env(model: Any, task: BenchTask, method: Method, n: int, seed
     return counts_to_formulas(np.stack(finals[:n]).astype(np.int64))
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _conflict(task: BenchTask, method: Method, seed: int, *, directory: Path, settings: dict[str, Any],
+              iterations: int) -> str | None:
+    """Why ``directory`` holds work of *other recorded* settings (``None``: reusable, absent or legacy)."""
+    from agents.train import first_difference
+
+    cached = _read_json(directory / "result.json")
+    if cached is not None and "settings" in cached:
+        diff = first_difference(cached["settings"], settings)
+        if diff is not None:
+            return f"{str(directory / 'result.json')!r} has {diff[0]}={diff[1]!r}, not {diff[2]!r}"
+    elif cached is None and method.kind == "dqn":
+        cfg = _read_json(directory / "config.json")
+        if cfg is not None and "format" in cfg:
+            diff = first_difference(cfg, _agent_run(task, method, seed, iterations).settings())
+            if diff is not None:
+                return f"{str(directory / 'config.json')!r} has {diff[0]}={diff[1]!r}, not {diff[2]!r}"
+    return None
+
+
 def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: int, directory: Path,
-            models: Sequence[Any], reference: Any) -> dict[str, Any]:
-    """Train (if needed), generate ``n`` materials and evaluate them; cached in ``directory/result.json``."""
+            models: Sequence[Any], reference: Any, force: bool = False, log: Any = None) -> dict[str, Any]:
+    """Train (if needed), generate ``n`` materials and evaluate them; cached in ``directory/result.json``.
+
+    The result is reused only when every setting that produced it (:func:`run_settings`) matches.
+    A result or partial run of other recorded settings raises ``ValueError`` naming the setting
+    (``force=True`` reruns it); one without recorded settings (older versions) is rerun. An
+    interrupted DQN run resumes exactly from its last checkpoint. Files are written atomically.
+    """
     import oxide_env
     from oxide_env.chemistry.baseline import random_oxides
     from oxide_env.chemistry.metrics import pct_unique
+    from oxide_env.files import atomic_write_csv, atomic_write_json, remove_stale_temporaries
 
+    say = log or (lambda message: None)
+    settings = run_settings(task, method, seed, n=n, iterations=iterations, predictors=predictor_ids(models))
     result_path = directory / "result.json"
-    if result_path.is_file():
-        return json.loads(result_path.read_text())
+    cached = _read_json(result_path)
+    if cached is not None and cached.get("settings") == settings:
+        return cached
+    conflict = _conflict(task, method, seed, directory=directory, settings=settings, iterations=iterations)
+    if conflict is not None and not force:
+        raise ValueError(f"{conflict}: rerun with the same settings, use another --out, or --force to redo it.")
+    cfg = _read_json(directory / "config.json") if method.kind == "dqn" else None
+    resume = conflict is None and cached is None and (cfg is None or "format" in cfg)
+    if result_path.exists() or not resume:
+        say(f"{str(directory)!r}: made with {'other' if conflict else 'unrecorded'} settings; running it again")
+        result_path.unlink(missing_ok=True)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory)
     train_seconds = 0.0
     t0 = time.perf_counter()
     if method.kind == "random":
         formulas = random_oxides(n, seed=seed)
     elif method.kind == "dqn":
-        model, train_seconds = _train_dqn(task, method, seed, iterations, directory)
+        model, train_seconds = _train_dqn(task, method, seed, iterations, directory, resume=resume, log=say)
         t0 = time.perf_counter()
         plain = None
         if method.distinct:  # the plain samples: how distinct the policy is by itself (not timed)
@@ -204,7 +324,8 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
         except ValueError:  # the policy collapsed onto fewer than n distinct materials: report it as is
             formulas = plain
     elif method.kind == "maskable_ppo":
-        model, train_seconds = _train_maskable_ppo(task, method, seed, iterations, directory)
+        model, train_seconds = _train_maskable_ppo(task, method, seed, iterations, directory, settings=settings,
+                                                   resume=resume, log=say)
         t0 = time.perf_counter()
         formulas = _generate_with_env(model, task, method, n, seed)
     else:
@@ -216,17 +337,12 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     if method.distinct and method.kind == "dqn":
         metrics["pct_unique_policy"] = policy_unique
     values = {m.name: m.predict(formulas) for m in models}
-    with open(directory / "formulas.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["formula", *values])
-        for i, formula in enumerate(formulas):
-            writer.writerow([formula, *(f"{v[i]:.4g}" for v in values.values())])
+    atomic_write_csv(directory / "formulas.csv", ["formula", *values],
+                     ([formula, *(f"{v[i]:.4g}" for v in values.values())] for i, formula in enumerate(formulas)))
     result = dict(task=task.key, method=method.key, seed=seed, n=n, iterations=iterations,
                   train_seconds=train_seconds, generate_seconds=generate_seconds,
-                  evaluate_seconds=evaluate_seconds, metrics=metrics)
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(result_path)  # a run counts as finished only once its result is complete
+                  evaluate_seconds=evaluate_seconds, metrics=metrics, settings=settings)
+    atomic_write_json(result_path, result)  # a run counts as finished only once its result is complete
     return result
 
 
@@ -426,14 +542,15 @@ def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[
         lines += ["![Histograms](histograms.png)", ""]
     lines += [f"Command: `{command}`", ""]
     text = "\n".join(lines)
-    (out / "table1.md").write_text(text)
+    atomic_write_text(out / "table1.md", text)  # atomic: a kill never leaves a half-written report
     keys: list[str] = []
     for row in csv_rows:
         keys += [k for k in row if k not in keys]
-    with open(out / "table1.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(csv_rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(csv_rows)
+    atomic_write_text(out / "table1.csv", buffer.getvalue())
     _plot_pareto(out, results, lam_tasks, methods)
     _plot_histograms(out, results, [t for t in tasks if t.task != "sintering_bulk"], methods)
     return text
@@ -535,7 +652,7 @@ def _plot_pareto(out: Path, results, lam_tasks: Sequence[BenchTask], methods: Se
     axes[0][0].legend(loc="lower right", fontsize=8)
     fig.suptitle("Figure 2 (stars: novel Pareto-optimal compositions)")
     fig.tight_layout()
-    fig.savefig(out / "pareto.png", dpi=110)
+    atomic_save_figure(fig, out / "pareto.png", dpi=110)
     plt.close(fig)
 
 
@@ -563,24 +680,26 @@ def _plot_histograms(out: Path, results, single_tasks: Sequence[BenchTask], meth
     axes[0][0].set_ylabel("density")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "histograms.png", dpi=110)
+    atomic_save_figure(fig, out / "histograms.png", dpi=110)
     plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------- driver
 def run_table1(seeds: Sequence[int] = (0, 1, 2), n: int = 1000, iterations: int = 500,
-               out: str | Path = "benchmarks/results", tasks: Sequence[str] | None = None,
-               methods: Sequence[str] | None = None, progress: bool = True, command: str | None = None) -> str:
+               out: str | Path = "runs/table1", tasks: Sequence[str] | None = None,
+               methods: Sequence[str] | None = None, progress: bool = True, command: str | None = None,
+               force: bool = False) -> str:
     """Run (or resume) the whole benchmark and write the report; returns the Markdown.
+
+    ``out`` is locked while the benchmark runs (a second invocation on it is refused). A finished
+    run in ``out`` is reused only when every setting that produced it matches; before any work,
+    runs of other recorded settings raise ``ValueError`` naming the first differing setting
+    (``force=True`` reruns them). Runs without recorded settings (older versions, such as the
+    committed reference in ``benchmarks/results``) are rerun.
 
     Example:
         ``run_table1(seeds=[0], n=100, iterations=2, tasks=["bulk_modulus"], out="/tmp/t1")``
     """
-    from tqdm.auto import tqdm
-
-    import predictors
-    from predictors.data import training_keys
-
     tasks = list(tasks or TASKS_BY_KEY)
     methods = list(methods or METHODS)
     for t in tasks:
@@ -595,20 +714,45 @@ def run_table1(seeds: Sequence[int] = (0, 1, 2), n: int = 1000, iterations: int 
         raise ValueError(f"Invalid iterations={iterations!r}: expected an integer >= 1.")
     if not seeds:
         raise ValueError("Invalid seeds=[]: give at least one seed (the goal is stated for >= 3).")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"Invalid seed {s!r}: expected integers >= 0.")
+    from oxide_env.files import DirectoryLock, check_output_folder
+
+    out = check_output_folder(out)
+    with DirectoryLock(out):
+        return _run_table1_locked(seeds, n, iterations, out, tasks, methods, progress, command, force)
+
+
+def _run_table1_locked(seeds: Sequence[int], n: int, iterations: int, out: Path, tasks: list[str],
+                       methods: list[str], progress: bool, command: str | None, force: bool) -> str:
+    from tqdm.auto import tqdm
+
+    import predictors
+    from predictors.data import training_keys
+
     models = [predictors.load(name) for name in predictors.PREDICTOR_NAMES]
-    reference = training_keys()
     jobs = [(TASKS_BY_KEY[t], METHODS[m], s) for s in seeds for t in tasks for m in methods
             if not (m == "random" and t != tasks[0])]
     # the random baseline does not depend on the task: one run per seed, shared by all tasks
+    ids = predictor_ids(models)
+    conflicts = [c for task, method, seed in jobs
+                 if (c := _conflict(task, method, seed, directory=_run_dir(out, task.key, method.key, seed),
+                                    settings=run_settings(task, method, seed, n=n, iterations=iterations,
+                                                          predictors=ids), iterations=iterations)) is not None]
+    if conflicts and not force:
+        raise ValueError(f"{len(conflicts)} run(s) in {str(out)!r} were made with other settings, e.g. {conflicts[0]}; "
+                         "use another --out, or --force to rerun them (their files are replaced).")
+    reference = training_keys()
     t0 = time.perf_counter()
     results = []
     bar = tqdm(jobs, desc="table1", unit="run", disable=not progress)
+    say = bar.write if progress else None
     for task, method, seed in bar:
         bar.set_postfix_str(f"{task.key} / {method.key} / seed {seed}")
         result = run_one(task, method, seed, n=n, iterations=iterations,
-                         directory=_run_dir(out, task.key, method.key, seed), models=models, reference=reference)
+                         directory=_run_dir(out, task.key, method.key, seed), models=models, reference=reference,
+                         force=force, log=say)
         results.append(result)
     expanded = []
     for r in results:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -249,8 +250,12 @@ class ConstrainedDQN(DQN):
             objects = custom_objects
         else:
             objects = safe_custom_objects(file, name, cls._loadable_classes(), custom_objects)
-        model = super().load(file, env=env, device=device, custom_objects=objects,
-                             print_system_info=print_system_info, force_reset=force_reset, **kwargs)
+        try:
+            model = super().load(file, env=env, device=device, custom_objects=objects,
+                                 print_system_info=print_system_info, force_reset=force_reset, **kwargs)
+        except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) met something other than tensors
+            raise ValueError(f"Refusing to load {name!r}: its weights are not plain tensors ({str(exc)[:200]}).") \
+                from None
         model.constraints = tuple(model.constraints)  # saved as a JSON list
         model._make_generator()
         return model

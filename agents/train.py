@@ -350,6 +350,10 @@ def train_agent(run: AgentRun, out: str | Path | None = None, *, progress: bool 
         stored = _read_json(directory / "config.json")
         if resume and stored is not None:
             diff = first_difference(stored, settings)
+            if diff is not None and "format" not in stored:
+                raise ValueError(f"{str(directory)!r} holds a run of an older version (its settings were not "
+                                 "recorded, its checkpoints cannot resume exactly): use another --out, or "
+                                 "--restart (resume=False) to train afresh there.")
             if diff is not None:
                 name, theirs, ours = diff
                 raise ValueError(

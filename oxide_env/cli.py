@@ -206,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                    exact_masks=args.exact_masks, constraints=() if args.no_oracles else
                    ("charge_neutral", "electronegativity_balanced"), top_n_pct=args.top_n_pct,
                    gradient_steps=args.gradient_steps)
-    model, seconds = train_agent(run, args.out, progress=True, resume=not args.restart)
+    model, seconds = train_agent(run, args.out, progress=True, resume=not args.restart,
+                                 checkpoint_every=args.checkpoint_every, log=lambda m: print(m, file=sys.stderr))
     print(f"trained {run.task} (seed {run.seed}) in {seconds:.0f} s -> {Path(args.out) / 'model.zip'}")
     print(f"TensorBoard: tensorboard --logdir {Path(args.out) / 'tb'}")
     return 0
@@ -220,7 +221,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from agents.generation import write_materials_csv
 
-    model = load_agent(args.model, device="cpu")
+    model = load_agent(args.model, device="cpu", allow_pickle=args.allow_pickle)
     formulas = model.generate(args.n, seed=args.seed, distinct=args.distinct, progress=True)
     models = [predictors.load(name) for name in predictors.PREDICTOR_NAMES]
     out = write_materials_csv(args.out, formulas, {m.name: m.predict(formulas) for m in models})
@@ -236,7 +237,7 @@ def cmd_benchmark_table1(args: argparse.Namespace) -> int:
     from agents.benchmark import TASKS_BY_KEY, figure_names, run_table1
 
     text = run_table1(seeds=args.seeds, n=args.n, iterations=args.iterations, out=args.out, tasks=args.tasks,
-                      methods=args.methods, progress=True)
+                      methods=args.methods, progress=True, force=args.force)
     print(text)
     figures = figure_names([TASKS_BY_KEY[t] for t in args.tasks], args.methods)
     print(f"wrote {Path(args.out) / 'table1.md'}, " + ", ".join(["table1.csv", *figures]))
@@ -293,10 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="Train the paper's constrained DQN agent on a task.",
                        description="Train agents.ConstrainedDQN (paper defaults: 500 iterations of 100 "
-                       "episodes) and save it with checkpoints and TensorBoard logs in --out.")
+                       "episodes) and save it with checkpoints and TensorBoard logs in --out. Rerunning the "
+                       "same command continues the run in --out: a finished run is reused, an interrupted one "
+                       "resumes exactly from its newest checkpoint. A run of other settings there is refused "
+                       "(use another --out, or --restart).")
     p.add_argument("--task", default="bulk_modulus", help="formation_energy, bulk_modulus, shear_modulus, "
                    "sintering_temperature or sintering_bulk (default bulk_modulus)")
-    p.add_argument("--lam", type=float, default=None, help="bulk weight of sintering_bulk (62.5, 125, 250)")
+    p.add_argument("--lam", type=float, default=None,
+                   help="bulk weight λ of sintering_bulk, >= 0 (paper: 62.5, 125, 250; default 125); "
+                   "only for sintering_bulk")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
     p.add_argument("--iterations", type=int, default=500, help="iterations of 100 episodes (default 500)")
@@ -306,7 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-oracles", action="store_true", help="no learned constraint oracles (ablation)")
     p.add_argument("--top-n-pct", type=float, default=20.0, help="sample among the top n%% actions (default 20)")
     p.add_argument("--gradient-steps", type=int, default=1, help="updates per iteration (paper: 1)")
-    p.add_argument("--restart", action="store_true", help="ignore checkpoints in --out and start afresh")
+    p.add_argument("--checkpoint-every", type=int, default=50, metavar="K",
+                   help="write a resumable checkpoint every K iterations (default 50)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard the run in --out (model, checkpoints) and train afresh")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="Generate materials with a trained agent.",
@@ -318,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="CSV file to write")
     p.add_argument("--distinct", action="store_true",
                    help="n distinct reduced formulas (duplicates are redrawn)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="also load a model file that needs unpickling (plain SB3 or older files): unpickling "
+                   "runs any code the file holds, so only for files you trust")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("benchmark", help="Reproduce the paper's results (Table 1 and Figure 2).",
@@ -328,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train every method (ConstrainedDQN with exact masks, the paper's ConstrainedDQN, DQN "
         "without oracles, MaskablePPO) on every Table 1 task for each seed, generate --n materials per run "
         "beside the random baseline, and write table1.md, table1.csv, pareto.png and histograms.png to --out. "
-        "Finished runs are reused: rerun the same command to resume. See agents/benchmark.py.")
+        "Finished runs are reused only when every setting that produced them matches: rerun the same command "
+        "to resume (an interrupted DQN run continues exactly from its checkpoint). --out is locked while it runs. "
+        "See agents/benchmark.py.")
     tasks = ["formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature",
              "sintering_bulk_62.5", "sintering_bulk_125", "sintering_bulk_250"]
     methods = ["constrained_dqn", "paper_dqn", "dqn_no_oracles", "maskable_ppo", "random"]
@@ -336,7 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=int, default=1000, help="materials generated per run (default 1000)")
     b.add_argument("--iterations", type=int, default=500,
                    help="training iterations of 100 episodes for every trained method (paper: 500)")
-    b.add_argument("--out", default="benchmarks/results", help="output folder (default benchmarks/results)")
+    b.add_argument("--out", default="runs/table1",
+                   help="output folder (default runs/table1; the committed reference is benchmarks/results)")
+    b.add_argument("--force", action="store_true",
+                   help="rerun the runs in --out that were made with other settings (their files are replaced)")
     b.add_argument("--tasks", nargs="+", choices=tasks, default=tasks, help="tasks (default: all seven rows)")
     b.add_argument("--methods", nargs="+", choices=methods, default=methods,
                    help="methods (default: all; 'random' is needed for the shifts)")
