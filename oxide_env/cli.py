@@ -9,6 +9,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,14 +111,36 @@ def _reference_formulas(arg: str | None) -> list[str] | frozenset | None:
     return read_formulas(arg)
 
 
+MAX_BASELINE_N = 10_000
+"""Largest ``baseline --n``: the ElMD statistics compare all n (n - 1) / 2 pairs (~400 MB at 10,000)."""
+
+
+def _output_file(path: str, option: str) -> Path:
+    """The file ``path`` of an output option, its missing parent folders created."""
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"Invalid {option} {path[:200]!r}: it is a folder; give a file name, e.g. {option} "
+                         "results/metrics.json.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"Invalid {option} {path[:200]!r}: a parent of it is a file, not a folder.") from None
+    return out
+
+
+def _write_text(path: str, option: str, text: str) -> None:
+    from oxide_env.files import atomic_write_text
+
+    atomic_write_text(_output_file(path, option), text)
+    print(f"wrote {path}")
+
+
 def _write_outputs(args: argparse.Namespace, data: dict, table: str, *, title: str) -> None:
     if args.json:
-        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        _write_text(args.json, "--json", json.dumps(data, indent=2) + "\n")
     if args.markdown:
         command = "oxide-rl " + " ".join(sys.argv[1:]) if sys.argv[1:] else "oxide-rl"
-        Path(args.markdown).write_text(f"# {title}\n\n{table}\n\nCommand: `{command}`\n")
-        print(f"wrote {args.markdown}")
+        _write_text(args.markdown, "--markdown", f"# {title}\n\n{table}\n\nCommand: `{command}`\n")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -135,8 +158,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from oxide_env.chemistry.baseline import random_oxides
+    from oxide_env.chemistry.checks import check_number
     from oxide_env.chemistry.metrics import evaluate
 
+    try:
+        check_number(args.n, "--n", integer=True, minimum=1, maximum=MAX_BASELINE_N)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (the ElMD statistics compare all pairs; run several seeds with --seed "
+                         "for more materials)") from None
     reference = _reference_formulas(args.reference)
     rows: dict[str, dict[str, float]] = {}
     runs = []
@@ -160,8 +189,12 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import predictors
 
+    from oxide_env.chemistry.composition import as_amount_matrix
+
     names = args.property or list(predictors.PREDICTOR_NAMES)
     models = [predictors.load(name) for name in names]
+    for formula in args.formulas:  # every formula checked before anything is printed
+        as_amount_matrix(formula)
     header = ["formula"] + [f"{m.name} ({m.units})" for m in models]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     results = {}
@@ -175,7 +208,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     print("± is the ensemble standard deviation: large values mean the composition is unlike the training data.")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        _write_text(args.json, "--json", json.dumps(results, indent=2) + "\n")
     return 0
 
 
@@ -244,6 +277,20 @@ def cmd_benchmark_table1(args: argparse.Namespace) -> int:
     return 0
 
 
+PREDICTOR_NAMES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
+"""The predictors' names (``predictors.PREDICTOR_NAMES``; tests check they agree)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text[:60]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oxide-rl",
@@ -265,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline", help="Generate and evaluate the paper's random baseline.",
                        description="The paper's random policy: 4 x (uniform element, count 0-9), "
                        "then oxygen 1-9. Prints the Table 1 metrics per seed and their mean.")
-    p.add_argument("--n", type=int, default=1000, help="materials per seed (default 1000)")
+    p.add_argument("--n", type=int, default=1000,
+                   help=f"materials per seed, 1 to {MAX_BASELINE_N:,} (default 1000)")
     p.add_argument("--seed", dest="seeds", type=int, nargs="+", default=[0],
                    help="one or more seeds (default 0)")
     p.add_argument("--seeds", dest="seeds", type=int, nargs="+", help=argparse.SUPPRESS)
@@ -279,16 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Predicted formation energy (eV/atom), ln bulk and shear modulus "
                        "(ln GPa) and sintering temperature (degC) with the shipped predictors.")
     p.add_argument("formulas", nargs="+", help="formulas, e.g. BaTiO3 MgAl2O4")
-    p.add_argument("--property", nargs="+", help="only these predictors (default: all four)")
+    p.add_argument("--property", nargs="+", choices=PREDICTOR_NAMES, metavar="PROPERTY",
+                   help=f"only these predictors: {', '.join(PREDICTOR_NAMES)} (default: all four)")
     p.add_argument("--json", metavar="PATH", help="also write the predictions as JSON")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("train-predictors", help="Retrain the property predictors from the curated data.",
                        description="Train the ensemble MLP predictors on predictors/data/ (seeded "
                        "90/10 split) and write safetensors weights.")
-    p.add_argument("--property", nargs="+", help="only these predictors (default: all four)")
+    p.add_argument("--property", nargs="+", choices=PREDICTOR_NAMES, metavar="PROPERTY",
+                   help=f"only these predictors: {', '.join(PREDICTOR_NAMES)} (default: all four)")
     p.add_argument("--seed", type=int, default=0, help="split and initialisation seed (default 0)")
-    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the number of epochs (>= 1)")
     p.add_argument("--out", metavar="DIR", help="where to write weights (default: the package's weights/)")
     p.set_defaults(func=cmd_train_predictors)
 
@@ -361,13 +411,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USER_ERRORS = (ValueError, TypeError, OSError)
+"""Exceptions that ``main`` reports as ``error: ...`` (exit code 2) when they come from user input."""
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` reports bad user input rather than a bug (which keeps its traceback).
+
+    Every ``ValueError`` of the package names a bad value (the project's rule), and a missing
+    or unwritable file is the user's; a ``TypeError`` is the user's only when it is one of the
+    package's own input checks (their messages start with "Invalid "): others are bugs.
+    """
+    if isinstance(exc, (ValueError, OSError)):
+        return True
+    return isinstance(exc, TypeError) and str(exc).startswith("Invalid ")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; bad input ends in one line ``error: ...`` and exit code 2.
+
+    Set ``OXIDE_RL_TRACEBACK=1`` to see the full traceback of such errors too.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        if not _is_user_error(exc) or os.environ.get("OXIDE_RL_TRACEBACK"):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in message:
+            message += f": {exc.filename}"
+        print(f"{parser.prog}: error: {message[:2000]}", file=sys.stderr)
         return 2
 
 

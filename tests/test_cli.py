@@ -94,3 +94,62 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"oxide-rl {version('oxide-rl')}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["predict", "CClIBrSSeTeNPMnGeAsSnSbOFeCoNiCuZnGaY"], "MAX_ELEMENTS=20"),  # 21 elements
+        (["predict", "O1e400"], "amounts must be finite"),
+        (["predict", "Cr2A0"], "'A' is not one of the 80"),
+        (["predict", "Fe0O"], "must be > 0"),
+        (["predict", "Fe" * 600], "MAX_FORMULA_LENGTH=1000"),
+        (["baseline", "--n", "1000000000000"], "--n=1000000000000"),
+        (["baseline", "--n", "0"], "--n=0"),
+    ],
+)
+def test_user_mistakes_end_in_one_error_line(argv, needle, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("oxide-rl: error: ") and "\n" not in err and needle in err
+    assert "Traceback" not in captured.err and len(err) < 600  # the value is truncated
+
+
+def test_argparse_refuses_unknown_properties_and_bad_epochs(capsys):
+    for argv in (["train-predictors", "--property", "nope"], ["predict", "MgO", "--property", "nope"],
+                 ["train-predictors", "--epochs", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_outputs_into_missing_folders_are_created(tmp_path, capsys):
+    txt = tmp_path / "gen.txt"
+    txt.write_text("MgO\nCaO\n")
+    out = tmp_path / "new" / "deeper" / "m.json"
+    assert main(["evaluate", str(txt), "--json", str(out), "--markdown", str(tmp_path / "md" / "m.md")]) == 0
+    assert json.loads(out.read_text())["n"] == 2 and (tmp_path / "md" / "m.md").is_file()
+    assert main(["evaluate", str(txt), "--json", str(tmp_path)]) == 2  # a folder, not a file
+    assert "it is a folder" in capsys.readouterr().err
+    assert main(["evaluate", str(txt), "--json", str(txt / "x.json")]) == 2  # parent is a file
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_genuine_bugs_keep_their_traceback(monkeypatch):
+    import oxide_env.chemistry.metrics as metrics
+
+    def broken(*args, **kwargs):
+        return None + 1  # a TypeError that is not about user input
+
+    monkeypatch.setattr(metrics, "evaluate", broken)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["baseline", "--n", "5"])
+
+
+def test_cli_predictor_names_match_the_package():
+    import predictors
+    from oxide_env import cli
+
+    assert cli.PREDICTOR_NAMES == predictors.PREDICTOR_NAMES
