@@ -11,6 +11,7 @@ from oxide_env.chemistry.baseline import random_oxide_counts, random_oxides
 from oxide_env.chemistry.composition import counts_to_formula, formula_to_counts
 from oxide_env.chemistry.elements import OXYGEN_INDEX
 from oxide_env.chemistry.metrics import (
+    design_checks,
     composition_keys,
     elmd,
     elmd_pairwise,
@@ -127,3 +128,28 @@ def test_random_baseline_figures():
     assert 41.5 <= en <= 45.5
     assert 19.5 <= elmd_mean <= 20.5 and 9.2 <= elmd_std <= 10.2
     assert min(r["pct_unique"] for r in runs) >= 99.0
+
+
+def test_evaluate_reports_every_rule_and_plausibility() -> None:
+    import predictors
+    from predictors.data import known_hull
+    from predictors.domain import load_domain
+
+    formulas = ["MgO", "Al2O3", "Ba2Ti2O6", "Re10Os8O7", "Au3I5Br2O2", "MgAl2O4"]
+    models = [predictors.load(n) for n in ("formation_energy", "bulk_modulus")]
+    domains = [load_domain(n) for n in ("formation_energy", "bulk_modulus")]
+    m = evaluate(formulas, predictors=models, hull=known_hull(), domains=domains)
+    checks = design_checks(formulas, predictors=models, hull=known_hull(), domains=domains)
+    assert checks["plausible"].tolist() == [True, True, True, False, False, True]
+    assert checks["charge_neutral_paper_rule"].tolist()[2] is False  # unreduced Ba2Ti2O6
+    assert m["pct_plausible"] == pytest.approx(400 / 6)
+    assert m["pct_oxide_rule"] == pytest.approx(400 / 6)
+    assert m["pct_charge_neutral_paper_rule"] < m["pct_charge_neutral"]
+    assert m["pct_formation_energy_le_-0.5"] == pytest.approx(
+        100 * np.mean(checks["formation_energy"] <= -0.5)
+    )
+    # known oxides sit on or near the hull of the known compounds
+    assert np.all(np.abs(checks["e_above_hull"][[0, 1, 5]]) < 0.3)
+    assert set(m) >= {"pct_in_domain", "pct_in_domain_formation_energy", "pct_icsd24", "median_e_above_hull"}
+    empty = evaluate([], predictors=models, hull=known_hull(), domains=domains)
+    assert empty["n"] == 0 and np.isnan(empty["pct_plausible"])

@@ -42,6 +42,7 @@ __all__ = [
     "elmd",
     "elmd_pairwise",
     "evaluate",
+    "design_checks",
     "pct_novel",
     "pct_unique",
 ]
@@ -139,63 +140,55 @@ def pct_novel(compositions: Sequence[str] | np.ndarray, reference: Iterable[str]
 
 PropertyFn = Callable[[np.ndarray], np.ndarray]
 
+PLAUSIBLE_FORMATION_ENERGY = -0.5
+"""eV/atom: a design is plausible only if its predicted formation energy is at most this."""
 
-def evaluate(
+
+def design_checks(
     formulas: Sequence[str] | np.ndarray,
     *,
-    reference: Iterable[str] | set | None = None,
     predictors: Mapping[str, PropertyFn] | Sequence[Any] | None = None,
-) -> dict[str, float]:
-    """The paper's Table 1 metrics for a list of generated materials.
+    hull: Any = None,
+    domains: Mapping[str, Any] | Sequence[Any] | None = None,
+    formation_energy_max: float = PLAUSIBLE_FORMATION_ENERGY,
+) -> dict[str, np.ndarray]:
+    """Every check of every design, one array per check (the per-material half of :func:`evaluate`).
 
-    Args:
-        formulas: generated formulas with integer amounts (or an ``(n, 80)`` count matrix,
-            or ``{element: count}`` dicts). A bare string is *one* formula:
-            ``evaluate("NO")`` evaluates nitric oxide, not ``"N"`` and ``"O"``.
-        reference: known formulas for % novel (omitted: no ``pct_novel`` key).
-        predictors: property models, either a mapping ``name -> callable(counts) -> values``
-            or objects with ``.name`` and ``.predict(counts)`` (the ``predictors`` package);
-            adds ``<name>_mean`` and ``<name>_std`` (population std, as numpy).
+    Args: as for :func:`evaluate`.
 
     Returns:
-        dict with ``n``, ``pct_charge_neutral``, ``pct_electronegativity_balanced``,
-        ``pct_unique``, ``elmd_mean``, ``elmd_std`` (+ ``pct_novel`` and property keys).
-
-    Raises:
-        TypeError: for ``None``, numbers, bytes or complex amounts (see
-            :func:`~oxide_env.chemistry.composition.as_count_matrix`).
-        ValueError: naming the first formula that cannot be parsed or is not integer.
+        dict of arrays of length ``n``: ``charge_neutral``, ``electronegativity_balanced``
+        (ours), ``charge_neutral_paper_rule``, ``electronegativity_balanced_paper_rule``,
+        ``icsd24``, ``oxide_rule``; with predictors each ``<name>``; with a hull and
+        ``formation_energy`` ``e_above_hull``; with domains ``in_domain_<name>`` and
+        ``in_domain``; with domains and ``formation_energy`` ``plausible``.
 
     Example:
-        >>> m = evaluate(["MgO", "Al2O3", "CaTiO3", "Fe3O4", "BaTiO3"])
-        >>> m["pct_charge_neutral"], m["pct_unique"]  # one state per element: Fe3O4 fails
-        (80.0, 100.0)
+        >>> checks = design_checks(["MgO", "Ti2O4", "Os7W9O"])
+        >>> checks["charge_neutral"].tolist(), checks["charge_neutral_paper_rule"].tolist()
+        ([True, True, True], [True, False, True])
+        >>> checks["oxide_rule"].tolist()  # Os7W9O is neutral only with Os-1
+        [True, True, False]
     """
-    from oxide_env.chemistry.validity import charge_neutral, electronegativity_balanced
+    from oxide_env.chemistry.validity import (
+        charge_neutral,
+        charge_neutral_paper_rule,
+        electronegativity_balanced,
+        electronegativity_balanced_paper_rule,
+        oxide_rule,
+    )
 
-    counts = reduce_counts(as_count_matrix(formulas))  # a bare string is one formula
-    n = counts.shape[0]
-    nan = math.nan
-    result: dict[str, float] = {"n": n}
-    if n == 0:
-        result.update(
-            pct_charge_neutral=nan, pct_electronegativity_balanced=nan, pct_unique=nan,
-            elmd_mean=nan, elmd_std=nan,
-        )
-    else:
-        result["pct_charge_neutral"] = 100.0 * float(np.mean(charge_neutral(counts)))
-        result["pct_electronegativity_balanced"] = 100.0 * float(
-            np.mean(electronegativity_balanced(counts))
-        )
-        result["pct_unique"] = pct_unique(counts)
-        nonempty = counts[counts.sum(axis=1) > 0]
-        if nonempty.shape[0] >= 2:
-            d = elmd_pairwise(nonempty)
-            result["elmd_mean"], result["elmd_std"] = float(d.mean()), float(d.std())
-        else:
-            result["elmd_mean"] = result["elmd_std"] = nan
-    if reference is not None:
-        result["pct_novel"] = pct_novel(counts, reference) if n else nan
+    generated = as_count_matrix(formulas)  # a bare string is one formula
+    counts = reduce_counts(generated)
+    n = len(counts)
+    checks: dict[str, np.ndarray] = {
+        "charge_neutral": charge_neutral(counts),
+        "electronegativity_balanced": electronegativity_balanced(counts),
+        "charge_neutral_paper_rule": charge_neutral_paper_rule(generated),
+        "electronegativity_balanced_paper_rule": electronegativity_balanced_paper_rule(generated),
+        "icsd24": electronegativity_balanced(counts, oxidation_states="icsd24"),
+        "oxide_rule": oxide_rule(counts),
+    }
     if predictors is not None:
         items = (
             predictors.items()
@@ -203,9 +196,125 @@ def evaluate(
             else [(p.name, p.predict) for p in predictors]
         )
         for name, fn in items:
-            values = np.asarray(fn(counts), dtype=np.float64) if n else np.zeros(0)
+            checks[name] = np.asarray(fn(counts), dtype=np.float64).reshape(-1) if n else np.zeros(0)
+    energy = checks.get("formation_energy")
+    if energy is not None and hull is not None:
+        checks["e_above_hull"] = hull.e_above_hull(counts, energy) if n else np.zeros(0)
+    if domains is not None:
+        models = list(domains.values()) if isinstance(domains, Mapping) else list(domains)
+        inside = np.ones(n, dtype=bool)
+        for model in models:
+            ok = np.asarray(model.in_domain(counts), dtype=bool) if n else np.zeros(0, dtype=bool)
+            checks[f"in_domain_{model.name}"] = ok
+            inside &= ok
+        checks["in_domain"] = inside
+        if energy is not None:
+            checks["plausible"] = checks["oxide_rule"] & (energy <= formation_energy_max) & inside
+    return checks
+
+
+_PCT_KEYS = {
+    "charge_neutral": "pct_charge_neutral",
+    "electronegativity_balanced": "pct_electronegativity_balanced",
+    "charge_neutral_paper_rule": "pct_charge_neutral_paper_rule",
+    "electronegativity_balanced_paper_rule": "pct_electronegativity_balanced_paper_rule",
+    "icsd24": "pct_icsd24",
+    "oxide_rule": "pct_oxide_rule",
+    "in_domain": "pct_in_domain",
+    "plausible": "pct_plausible",
+}
+
+
+def evaluate(
+    formulas: Sequence[str] | np.ndarray,
+    *,
+    reference: Iterable[str] | set | None = None,
+    predictors: Mapping[str, PropertyFn] | Sequence[Any] | None = None,
+    hull: Any = None,
+    domains: Mapping[str, Any] | Sequence[Any] | None = None,
+    formation_energy_max: float = PLAUSIBLE_FORMATION_ENERGY,
+) -> dict[str, float]:
+    """Table 1 metrics, under the paper's rule and ours, plus what makes a design plausible.
+
+    Args:
+        formulas: generated formulas with integer amounts *as generated* (or an ``(n, 80)``
+            count matrix, or ``{element: count}`` dicts). A bare string is *one* formula:
+            ``evaluate("NO")`` evaluates nitric oxide, not ``"N"`` and ``"O"``.
+        reference: known formulas for % novel (omitted: no ``pct_novel`` key).
+        predictors: property models, either a mapping ``name -> callable(counts) -> values``
+            or objects with ``.name`` and ``.predict(counts)`` (the ``predictors`` package);
+            adds ``<name>_mean`` and ``<name>_std`` (population std, as numpy).
+        hull: a :class:`~oxide_env.chemistry.hull.FormationHull` of known compounds
+            (``predictors.data.known_hull()``); with a ``formation_energy`` predictor adds
+            ``median_e_above_hull`` (eV/atom).
+        domains: applicability-domain models (objects with ``.name`` and
+            ``.in_domain(compositions)``, e.g. ``predictors.domain.load_domain(name)``, or a
+            mapping ``name -> model``); adds ``pct_in_domain`` (inside *every* given domain)
+            and ``pct_in_domain_<name>``.
+        formation_energy_max: the plausibility bound on the predicted formation energy (eV/atom).
+
+    Returns:
+        dict with
+
+        * ``n``; ``pct_charge_neutral``, ``pct_electronegativity_balanced`` (ours: SMACT 2014
+          states on reduced formulas); ``pct_charge_neutral_paper_rule``,
+          ``pct_electronegativity_balanced_paper_rule`` (the authors' checker: unreduced
+          amounts); ``pct_icsd24`` (charge neutral and EN balanced with the ``icsd24`` states);
+          ``pct_oxide_rule`` (:func:`~oxide_env.chemistry.validity.oxide_rule`);
+        * ``pct_unique``, ``elmd_mean``, ``elmd_std`` (+ ``pct_novel``);
+        * with predictors: ``<name>_mean``, ``<name>_std``; with ``formation_energy`` among
+          them ``pct_formation_energy_le_-0.5`` (the bound in the key follows
+          ``formation_energy_max``), and with a hull too ``median_e_above_hull``;
+        * with domains: ``pct_in_domain``, ``pct_in_domain_<name>``; with domains and
+          ``formation_energy``: ``pct_plausible`` = oxide rule AND predicted E_f <=
+          ``formation_energy_max`` AND inside every domain given.
+
+        Empty input gives ``n = 0`` and NaN for every statistic.
+
+    Raises:
+        TypeError: for ``None``, numbers, bytes or complex amounts (see
+            :func:`~oxide_env.chemistry.composition.as_count_matrix`).
+        ValueError: naming the first formula that cannot be parsed or is not integer.
+
+    Example:
+        >>> m = evaluate(["MgO", "Al2O3", "CaTiO3", "Fe3O4", "Ba2Ti2O6"])
+        >>> m["pct_charge_neutral"], m["pct_charge_neutral_paper_rule"], m["pct_oxide_rule"]
+        (80.0, 60.0, 80.0)
+    """
+    counts = reduce_counts(as_count_matrix(formulas))
+    checks = design_checks(
+        formulas, predictors=predictors, hull=hull, domains=domains, formation_energy_max=formation_energy_max
+    )
+    n = counts.shape[0]
+    nan = math.nan
+    result: dict[str, float] = {"n": n}
+    for check, key in _PCT_KEYS.items():
+        if check in checks:
+            result[key] = 100.0 * float(np.mean(checks[check])) if n else nan
+    result["pct_unique"] = pct_unique(counts) if n else nan
+    nonempty = counts[counts.sum(axis=1) > 0]
+    if nonempty.shape[0] >= 2:
+        d = elmd_pairwise(nonempty)
+        result["elmd_mean"], result["elmd_std"] = float(d.mean()), float(d.std())
+    else:
+        result["elmd_mean"] = result["elmd_std"] = nan
+    if reference is not None:
+        result["pct_novel"] = pct_novel(counts, reference) if n else nan
+    if predictors is not None:
+        names = list(predictors) if isinstance(predictors, Mapping) else [p.name for p in predictors]
+        for name in names:
+            values = checks[name]
             result[f"{name}_mean"] = float(values.mean()) if n else nan
             result[f"{name}_std"] = float(values.std()) if n else nan
+    energy = checks.get("formation_energy")
+    if energy is not None:
+        result[f"pct_formation_energy_le_{formation_energy_max:g}"] = (
+            100.0 * float(np.mean(energy <= formation_energy_max)) if n else nan
+        )
+    if "e_above_hull" in checks:
+        above = checks["e_above_hull"]
+        result["median_e_above_hull"] = float(np.nanmedian(above)) if np.isfinite(above).any() else nan
+    for key, values in checks.items():
+        if key.startswith("in_domain_"):
+            result[f"pct_{key}"] = 100.0 * float(np.mean(values)) if n else nan
     return result
-
-
