@@ -10,8 +10,11 @@ the shipped predictors and writes, in ``--out``:
   hypervolumes of the λ sweep; wall times.
 * ``pareto.png`` (Figure 2) and ``histograms.png`` (one panel per single-property task).
 * ``table1_runs/<task>/<method>/seed<k>/`` — ``result.json`` and ``formulas.csv`` of every run
-  (plus the trained ``model.zip``, not kept in git). Finished runs are never redone, and an
-  interrupted DQN run resumes from its last checkpoint: rerun the same command to continue.
+  (plus the trained ``model.zip``, not kept in git). A finished run is reused only when every
+  setting that produced it matches (:func:`run_settings`, stored in its ``result.json``); runs of
+  other settings are refused before any work (``force=True`` / ``--force`` reruns them). An
+  interrupted DQN run resumes exactly from its last checkpoint (same parameters and materials as
+  an uninterrupted run); PPO restarts. Rerun the same command to continue; ``--out`` is locked.
 
 Methods (all see the same environment budget: ``(iterations + 1) x 100`` episodes):
 

@@ -3,7 +3,7 @@
 Same as ``oxide-rl benchmark table1`` (same options); see ``agents/benchmark.py`` for what it runs.
 
 Usage:
-    python benchmarks/table1.py [--seeds 0 1 2] [--n 1000] [--iterations 500] [--out benchmarks/results]
+    python benchmarks/table1.py [--seeds 0 1 2] [--n 1000] [--iterations 500] [--out runs/table1] [--force]
 """
 
 from __future__ import annotations
