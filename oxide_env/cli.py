@@ -18,8 +18,16 @@ import numpy as np
 
 METRIC_NAMES = {
     "n": "n",
-    "pct_charge_neutral": "% charge neutral",
-    "pct_electronegativity_balanced": "% EN balanced",
+    "pct_charge_neutral": "% charge neutral (ours)",
+    "pct_electronegativity_balanced": "% EN balanced (ours)",
+    "pct_charge_neutral_paper_rule": "% charge neutral (paper's rule)",
+    "pct_electronegativity_balanced_paper_rule": "% EN balanced (paper's rule)",
+    "pct_icsd24": "% valid, icsd24 states",
+    "pct_oxide_rule": "% oxide rule",
+    "pct_in_domain": "% in domain",
+    "pct_plausible": "% plausible",
+    "pct_formation_energy_le_-0.5": "% E_f <= -0.5 eV/atom",
+    "median_e_above_hull": "median E above hull (eV/atom)",
     "pct_unique": "% unique",
     "pct_novel": "% novel",
     "elmd_mean": "ElMD mean",
@@ -144,10 +152,20 @@ def _write_outputs(args: argparse.Namespace, data: dict, table: str, *, title: s
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from oxide_env.chemistry.metrics import evaluate
-
     formulas = read_formulas(args.file)
-    metrics = evaluate(formulas, reference=_reference_formulas(args.reference))
+    if args.no_predictors:
+        from oxide_env.chemistry.metrics import evaluate
+
+        metrics = evaluate(formulas, reference=_reference_formulas(args.reference))
+    else:
+        from predictors.assess import assess
+
+        metrics, _ = assess(formulas, domain_properties=args.domain, novelty=False)
+        reference = _reference_formulas(args.reference)
+        if reference is not None:
+            from oxide_env.chemistry.metrics import pct_novel
+
+            metrics["pct_novel"] = pct_novel(formulas, reference) if formulas else float("nan")
     table = metrics_table({Path(args.file).name: metrics})
     print(table)
     _write_outputs(args, metrics, table, title=f"Metrics of {args.file}")
@@ -248,20 +266,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     import predictors
-    from agents.train import load_agent
-    from oxide_env.chemistry.metrics import evaluate
-    from predictors.data import training_keys
-
     from agents.generation import write_materials_csv
+    from agents.train import load_agent
+    from predictors.assess import assess
 
     model = load_agent(args.model, device="cpu", allow_pickle=args.allow_pickle)
     formulas = model.generate(args.n, seed=args.seed, distinct=args.distinct, progress=True)
-    models = [predictors.load(name) for name in predictors.PREDICTOR_NAMES]
-    out = write_materials_csv(args.out, formulas, {m.name: m.predict(formulas) for m in models})
-    units = ", ".join(f"{m.name} in {m.units}" for m in models)
+
+    metrics, checks = assess(formulas, domain_properties=args.domain)
+    columns = {name: checks[name] for name in PREDICTOR_NAMES}  # properties first, then every check
+    columns.update((k, v) for k, v in checks.items() if k not in columns)
+    out = write_materials_csv(args.out, formulas, columns)
+    units = ", ".join(f"{name} in {unit}" for name, unit in predictors.UNITS.items())
     print(f"wrote {len(formulas)} materials to {out}: formula (reduced), generated (the amounts as generated), "
-          f"{units}")
-    metrics = evaluate(formulas, reference=training_keys(), predictors=models)
+          f"{units}, e_above_hull in eV/atom, and each check (1 = passed)")
     print(metrics_table({Path(args.model).name: metrics}))
     return 0
 
@@ -300,8 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("evaluate", help="Table 1 metrics of a list of generated formulas.",
-                       description="Validity, uniqueness, ElMD (and novelty) of a list of formulas.")
+                       description="Validity under the paper's rule and ours, the oxide rule, predicted "
+                       "properties, hull distance, applicability domain, % plausible, uniqueness, ElMD (and "
+                       "novelty) of a list of formulas. Give the amounts as generated (unreduced) for the "
+                       "paper's rule.")
     p.add_argument("file", help="formulas, one per line, or a CSV file with a 'formula' column")
+    p.add_argument("--no-predictors", action="store_true",
+                   help="only the composition metrics (no properties, hull, domain or %% plausible)")
+    p.add_argument("--domain", nargs="+", choices=PREDICTOR_NAMES, default=None, metavar="PROPERTY",
+                   help="predictors whose applicability domain a plausible design must be inside, besides "
+                   "formation_energy (default: all four)")
+
     p.add_argument("--reference", default=None,
                    help="formulas for %% novel: a file, 'training' (the predictors' training data) "
                    "or 'none' (default: none)")
@@ -377,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="CSV file to write")
     p.add_argument("--distinct", action="store_true",
                    help="n distinct reduced formulas (duplicates are redrawn)")
+    p.add_argument("--domain", nargs="+", choices=PREDICTOR_NAMES, default=None, metavar="PROPERTY",
+                   help="predictors whose applicability domain a plausible design must be inside, besides "
+                   "formation_energy (default: all four)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="also load a model file that needs unpickling (plain SB3 or older files): unpickling "
                    "runs any code the file holds, so only for files you trust")

@@ -72,7 +72,10 @@ def test_train_and_generate_tiny(tmp_path, capsys):
     csv_path = tmp_path / "gen.csv"
     assert main(["generate", "--model", str(run), "-n", "50", "--seed", "1", "--out", str(csv_path)]) == 0
     lines = csv_path.read_text().splitlines()
-    assert lines[0] == "formula,generated,formation_energy,bulk_modulus,shear_modulus,sintering_temperature"
+    assert lines[0].startswith("formula,generated,formation_energy,bulk_modulus,shear_modulus,sintering_temperature,")
+    assert {"oxide_rule", "charge_neutral_paper_rule", "e_above_hull", "in_domain", "plausible"} <= set(
+        lines[0].split(",")
+    )
     assert len(lines) == 51
     from oxide_env import reduced_formula
 

@@ -43,6 +43,7 @@ __all__ = [
     "elmd_pairwise",
     "evaluate",
     "design_checks",
+    "summarize_checks",
     "pct_novel",
     "pct_unique",
 ]
@@ -281,10 +282,28 @@ def evaluate(
         >>> m["pct_charge_neutral"], m["pct_charge_neutral_paper_rule"], m["pct_oxide_rule"]
         (80.0, 60.0, 80.0)
     """
-    counts = reduce_counts(as_count_matrix(formulas))
     checks = design_checks(
         formulas, predictors=predictors, hull=hull, domains=domains, formation_energy_max=formation_energy_max
     )
+    return summarize_checks(formulas, checks, reference=reference, formation_energy_max=formation_energy_max)
+
+
+def summarize_checks(
+    formulas: Sequence[str] | np.ndarray,
+    checks: Mapping[str, np.ndarray],
+    *,
+    reference: Iterable[str] | set | None = None,
+    formation_energy_max: float = PLAUSIBLE_FORMATION_ENERGY,
+) -> dict[str, float]:
+    """The aggregate metrics of :func:`evaluate` from already computed :func:`design_checks`.
+
+    Lets a caller that keeps the per-design checks (to write them out) avoid computing them twice.
+    """
+    counts = reduce_counts(as_count_matrix(formulas))
+    # the remaining keys are the predicted properties
+    predictor_names = [
+        k for k in checks if k not in _PCT_KEYS and k != "e_above_hull" and not k.startswith("in_domain_")
+    ]
     n = counts.shape[0]
     nan = math.nan
     result: dict[str, float] = {"n": n}
@@ -300,12 +319,10 @@ def evaluate(
         result["elmd_mean"] = result["elmd_std"] = nan
     if reference is not None:
         result["pct_novel"] = pct_novel(counts, reference) if n else nan
-    if predictors is not None:
-        names = list(predictors) if isinstance(predictors, Mapping) else [p.name for p in predictors]
-        for name in names:
-            values = checks[name]
-            result[f"{name}_mean"] = float(values.mean()) if n else nan
-            result[f"{name}_std"] = float(values.std()) if n else nan
+    for name in predictor_names:
+        values = checks[name]
+        result[f"{name}_mean"] = float(values.mean()) if n else nan
+        result[f"{name}_std"] = float(values.std()) if n else nan
     energy = checks.get("formation_energy")
     if energy is not None:
         result[f"pct_formation_energy_le_{formation_energy_max:g}"] = (
