@@ -236,3 +236,15 @@ def test_cli_train_documents_the_lam_default():
 
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert "default 125" in text and "--restart" in text and "--checkpoint-every" in text
+
+
+def test_cli_train_refuses_a_run_of_other_settings_in_out(tmp_path, capsys):
+    from agents.train import AgentRun
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(AgentRun(iterations=5).settings()))
+    assert main(["train", "--out", str(out), "--iterations", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "iterations=5, not 3" in err and "--restart" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir() if p.name != files.LOCK_NAME) == ["config.json"]
