@@ -116,6 +116,24 @@ def test_fused_kernel_equals_torch_networks():
     assert torch.isneginf(q_cols[:, others]).all() and torch.isneginf(logits_cols[:, :, others]).all()
 
 
+def test_fused_kernel_leaves_torch_thread_count_alone():
+    """numba's OpenMP layer used to raise torch's thread count to all cores (slow, spinning torch ops)."""
+    from agents import kernels
+
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    model = tiny_model()
+    obs = torch.as_tensor(tiny_env(2).reset())
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            model.policy.scores(obs)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_generation_scores_each_distinct_state_once_with_identical_results():
     """Batched generation (distinct states scored once) equals stepping every episode on its own."""
     from agents.generation import generate_counts, hard_rule_masks, observations
