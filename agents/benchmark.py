@@ -290,9 +290,10 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     interrupted DQN run resumes exactly from its last checkpoint. Files are written atomically.
     """
     import oxide_env
+    from agents.generation import write_materials_csv
     from oxide_env.chemistry.baseline import random_oxides
     from oxide_env.chemistry.metrics import pct_unique
-    from oxide_env.files import atomic_write_csv, atomic_write_json, remove_stale_temporaries
+    from oxide_env.files import atomic_write_json, remove_stale_temporaries
 
     say = log or (lambda message: None)
     settings = run_settings(task, method, seed, n=n, iterations=iterations, predictors=predictor_ids(models))
@@ -339,9 +340,8 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     evaluate_seconds = time.perf_counter() - t0
     if method.distinct and method.kind == "dqn":
         metrics["pct_unique_policy"] = policy_unique
-    values = {m.name: m.predict(formulas) for m in models}
-    atomic_write_csv(directory / "formulas.csv", ["formula", *values],
-                     ([formula, *(f"{v[i]:.4g}" for v in values.values())] for i, formula in enumerate(formulas)))
+    # formula (reduced), generated (as generated), bare property names: the same columns as `oxide-rl generate`
+    write_materials_csv(directory / "formulas.csv", formulas, {m.name: m.predict(formulas) for m in models})
     result = dict(task=task.key, method=method.key, seed=seed, n=n, iterations=iterations,
                   train_seconds=train_seconds, generate_seconds=generate_seconds,
                   evaluate_seconds=evaluate_seconds, metrics=metrics, settings=settings)
@@ -350,11 +350,11 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
 
 
 def read_formulas_csv(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Formulas and predicted properties of one run's ``formulas.csv``."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    formulas = [r["formula"] for r in rows]
-    props = {k: np.array([float(r[k]) for r in rows]) for k in (rows[0].keys() if rows else []) if k != "formula"}
+    """Formulas (reduced; as generated in files from before the ``generated`` column) and predicted
+    properties of one run's ``formulas.csv``."""
+    from agents.generation import read_materials_csv
+
+    formulas, _, props = read_materials_csv(path)
     return formulas, props
 
 

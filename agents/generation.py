@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from oxide_env.chemistry.composition import counts_to_formulas
 from oxide_env.chemistry.elements import N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.features import featurize
 from oxide_env.env import N_ACTIONS, N_COUNTS, N_STEPS
+from oxide_env.files import atomic_write_text
 from oxide_env.normalization import normalize_features
 
 
@@ -170,16 +169,7 @@ def write_materials_csv(path: str | Path, generated: Sequence[str], properties: 
     for i, formula in enumerate(generated):
         writer.writerow([reduced[i], formula, *(f"{v[i]:.4g}" for v in values.values())])
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def read_materials_csv(path: str | Path) -> tuple[list[str], list[str], dict[str, np.ndarray]]:

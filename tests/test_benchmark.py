@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+import oxide_env
 from agents import benchmark
 from agents.benchmark import METHODS, TASKS_BY_KEY, goal_status, hypervolume, pareto_front, run_table1
 
@@ -94,3 +95,8 @@ def test_only_written_figures_are_announced_and_linked(tmp_path, capsys):
     assert not (tmp_path / "pareto.png").exists() and (tmp_path / "histograms.png").stat().st_size > 0
     assert "pareto.png" not in printed and "pareto.png" not in (tmp_path / "table1.md").read_text()
     assert "histograms.png" in printed.splitlines()[-1]
+    # the same columns as `oxide-rl generate`: reduced formula, the amounts as generated, bare property names
+    lines = (tmp_path / "table1_runs/all/random/seed0/formulas.csv").read_text().splitlines()
+    assert lines[0] == "formula,generated,formation_energy,bulk_modulus,shear_modulus,sintering_temperature"
+    formula, generated = lines[1].split(",")[:2]
+    assert formula == oxide_env.reduced_formula(generated) and len(lines) == 21
