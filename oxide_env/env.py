@@ -182,7 +182,8 @@ class OxideCompositionEnv(gym.Env):
     ## Arguments
     ``gym.make("OxideComposition-v0", task="bulk_modulus", lam=None, predictors=None,
     constraint_oracles=None, oracle_threshold=0.5, exact_masks=None, invalid_penalty=0.0,
-    uncertainty_penalty=0.0, invalid_action_reward=None, normalize_observations=False, render_mode=None)``
+    uncertainty_penalty=0.0, invalid_action_reward=None, normalize_observations=False, constraints=None,
+    domain_models=None, render_mode=None)``
 
     * ``task``: a preset (``formation_energy``, ``bulk_modulus``, ``shear_modulus``,
       ``sintering_temperature``, ``sintering_bulk``), a ``{predictor: weight}`` dict, or a
@@ -201,13 +202,22 @@ class OxideCompositionEnv(gym.Env):
       (mean and std over random episodes' states, ``oxide_env/data/feature_stats.json``); the
       step one-hot is unchanged. Recommended for SB3's PPO, DQN and MaskablePPO, whose MLPs
       otherwise see raw values up to ~3,800. The same for every run, unlike ``VecNormalize``.
+    * ``constraints``: terminal design constraints, e.g. ``{"oxide_rule": True, "formation_energy":
+      ("<=", -0.5), "in_domain": True}`` (see ``oxide_env.tasks.make_constraints``). They change
+      the MDP only at the last step: a finished design that breaks any of them earns the task's
+      worst reward (as a hard-rule violation) instead of its predicted reward, and the terminal
+      ``info`` carries one bool per constraint (``oxide_rule``, ``formation_energy_le_-0.5``,
+      ``in_domain``) and ``constraints_satisfied`` — labels any algorithm can learn from (the
+      ``ConstrainedDQN`` oracles take them as ``constraints=``). ``in_domain=True`` means inside
+      the applicability domain (``predictors.domain``) of ``formation_energy`` and of every
+      predictor of the task; ``domain_models`` replaces the shipped domain models.
     * ``render_mode``: ``"ansi"`` (a line of text) or ``"rgb_array"`` (the composition on a
       periodic table, one cell per element, darker = larger count; SB3's ``make_vec_env``
       asks for it).
 
     ## Version History
     * v0: initial version, the paper's setting (``normalize_observations`` and the
-      ``rgb_array`` render mode added later; both off by default, so v0 is unchanged).
+      ``rgb_array`` render mode and ``constraints`` added later; all off by default, so v0 is unchanged).
 
     Example:
         >>> import gymnasium as gym, oxide_env
@@ -232,6 +242,8 @@ class OxideCompositionEnv(gym.Env):
         uncertainty_penalty: float = 0.0,
         invalid_action_reward: float | None = None,
         normalize_observations: bool = False,
+        constraints: Mapping[str, Any] | None = None,
+        domain_models: Mapping[str, Any] | None = None,
         render_mode: str | None = None,
     ) -> None:
         if exact_masks not in (None, "charge_neutral", "electronegativity_balanced"):
@@ -249,7 +261,8 @@ class OxideCompositionEnv(gym.Env):
         check_number(oracle_threshold, "oracle_threshold", minimum=0, maximum=1)
         self.task = make_task(task, lam=lam)
         self.rewarder = RewardModel(self.task, predictors, invalid_penalty=invalid_penalty,
-                                    uncertainty_penalty=uncertainty_penalty)
+                                    uncertainty_penalty=uncertainty_penalty, constraints=constraints,
+                                    domain_models=domain_models)
         if invalid_action_reward is None:
             invalid_action_reward = self.rewarder.worst_reward()
         else:
@@ -364,10 +377,10 @@ class OxideCompositionEnv(gym.Env):
         extra: dict[str, Any] = {"invalid_action": False, "masked_action": masked}
         if terminated:
             self._done = True
-            value, props, stds, neutral, balanced = self.rewarder.evaluate(self.counts[None])[0]
+            value, props, stds, neutral, balanced, flags = self.rewarder.evaluate(self.counts[None])[0]
             reward = value
             extra.update(charge_neutral=neutral, electronegativity_balanced=balanced,
-                         properties=props, property_std=stds)
+                         properties=props, property_std=stds, **flags)
             self._mask = np.ones(N_ACTIONS, dtype=bool)  # terminal: nothing to choose
             self._mask_fallback = False
         else:

@@ -127,6 +127,92 @@ def make_task(task: str | Mapping[str, float] | Task | RewardFn, lam: float | No
                      "a {predictor: weight} dict, a Task or a callable.")
 
 
+@dataclass(frozen=True)
+class DesignConstraints:
+    """Terminal constraints a finished design must meet (see :func:`make_constraints`).
+
+    Attributes:
+        oxide_rule: the oxide rule (:func:`oxide_env.chemistry.validity.oxide_rule`: icsd24
+            states, oxygen −2, no negative metal).
+        properties: ``(predictor, "<=" or ">=", bound)`` on the predicted (ensemble-mean) value.
+        domain: predictors whose applicability domain the design must be inside.
+    """
+
+    oxide_rule: bool = False
+    properties: tuple[tuple[str, str, float], ...] = ()
+    domain: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.oxide_rule or self.properties or self.domain)
+
+    @property
+    def flag_names(self) -> tuple[str, ...]:
+        """The boolean terminal-``info`` keys, one per constraint, then ``constraints_satisfied``."""
+        names = ["oxide_rule"] if self.oxide_rule else []
+        names += [property_flag(n, op, b) for n, op, b in self.properties]
+        names += ["in_domain"] if self.domain else []
+        return (*names, "constraints_satisfied")
+
+
+def property_flag(name: str, op: str, bound: float) -> str:
+    """The ``info`` key of a property constraint, e.g. ``formation_energy_le_-0.5``."""
+    return f"{name}_{'le' if op == '<=' else 'ge'}_{bound:g}"
+
+
+def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: Task) -> DesignConstraints:
+    """Parse the environment's ``constraints`` option.
+
+    ``spec`` maps
+
+    * ``"oxide_rule"`` -> ``True``;
+    * a predictor name -> ``("<=", bound)`` or ``(">=", bound)`` on its predicted value;
+    * ``"in_domain"`` -> ``True`` (inside the applicability domain of ``formation_energy`` and of
+      every predictor of the task) or a list of predictor names.
+
+    Example:
+        >>> c = make_constraints({"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": True},
+        ...                      make_task("bulk_modulus"))
+        >>> c.flag_names
+        ('oxide_rule', 'formation_energy_le_-0.5', 'in_domain', 'constraints_satisfied')
+        >>> c.domain
+        ('formation_energy', 'bulk_modulus')
+
+    Raises:
+        ValueError: naming a bad key or value and the allowed ones.
+    """
+    if spec is None or isinstance(spec, DesignConstraints):
+        return spec or DesignConstraints()
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"Invalid constraints={describe(spec)}: expected a dict such as "
+                         "{'oxide_rule': True, 'formation_energy': ('<=', -0.5), 'in_domain': True}.")
+    oxide, props, domain = False, [], ()
+    for key, value in spec.items():
+        if key == "oxide_rule":
+            if value not in (True, False):
+                raise ValueError(f"Invalid constraints['oxide_rule']={describe(value)}: expected True or False.")
+            oxide = bool(value)
+        elif key == "in_domain":
+            if value is True:
+                domain = tuple(dict.fromkeys(("formation_energy", *task.property_names)))
+            elif value is False:
+                domain = ()
+            elif isinstance(value, (list, tuple)) and value and all(v in PREDICTOR_NAMES for v in value):
+                domain = tuple(dict.fromkeys(value))
+            else:
+                raise ValueError(f"Invalid constraints['in_domain']={describe(value)}: expected True or a list "
+                                 f"of predictor names ({', '.join(PREDICTOR_NAMES)}).")
+        elif key in PREDICTOR_NAMES:
+            if not (isinstance(value, (tuple, list)) and len(value) == 2 and value[0] in ("<=", ">=")):
+                raise ValueError(f"Invalid constraints[{key!r}]={describe(value)}: expected ('<=', bound) or "
+                                 "('>=', bound).")
+            props.append((key, value[0], check_number(value[1], f"constraints[{key!r}] bound",
+                                                      minimum=-MAX_WEIGHT, maximum=MAX_WEIGHT)))
+        else:
+            raise ValueError(f"Unknown constraint {key!r}; choose 'oxide_rule', 'in_domain' or a predictor "
+                             f"({', '.join(PREDICTOR_NAMES)}).")
+    return DesignConstraints(oxide_rule=oxide, properties=tuple(props), domain=domain)
+
+
 class RewardModel:
     """Batched terminal rewards with property predictions, validity flags and a cache.
 
@@ -143,11 +229,17 @@ class RewardModel:
         uncertainty_penalty: subtract ``uncertainty_penalty * sum(|w| * std)`` over the task's
             terms (ensemble std), discouraging exploitation of predictor errors. 0 = paper.
         cache_size: maximum number of memoised compositions.
+        constraints: terminal :class:`DesignConstraints` (or the dict of :func:`make_constraints`). A
+            design that breaks one gets :meth:`worst_reward` instead of its task reward; each
+            constraint's flag and ``constraints_satisfied`` are returned with the reward.
+        domain_models: ``name -> model`` with ``score_features(features)`` and ``threshold``
+            (default: the shipped ``predictors.domain.load_domain(name)``), for ``in_domain``.
     """
 
     def __init__(self, task: Task, predictors: Mapping[str, Any] | None = None, *,
                  invalid_penalty: float = 0.0, uncertainty_penalty: float = 0.0,
-                 cache_size: int = 200_000) -> None:
+                 cache_size: int = 200_000, constraints: Mapping[str, Any] | DesignConstraints | None = None,
+                 domain_models: Mapping[str, Any] | None = None) -> None:
         for name, value in (("invalid_penalty", invalid_penalty), ("uncertainty_penalty", uncertainty_penalty)):
             check_number(value, name, minimum=0, maximum=MAX_WEIGHT)
         check_number(cache_size, "cache_size", integer=True, minimum=0)
@@ -172,6 +264,19 @@ class RewardModel:
                         "callable counts (n, 80) -> values (n,)."
                     )
         self.predictors = dict(predictors)
+        self.constraints = make_constraints(constraints, task)
+        missing = [n for n, _, _ in self.constraints.properties if n not in self.predictors]
+        if missing:
+            raise ValueError(f"Constraint on {missing[0]!r} needs that predictor, which was not given.")
+        if self.constraints.domain:
+            if domain_models is None:
+                from predictors.domain import load_domain
+
+                domain_models = {name: load_domain(name) for name in self.constraints.domain}
+            absent = [n for n in self.constraints.domain if n not in domain_models]
+            if absent:
+                raise ValueError(f"constraints['in_domain'] needs a domain model for {absent[0]!r}.")
+        self.domain_models = {n: domain_models[n] for n in self.constraints.domain} if self.constraints.domain else {}
         self.invalid_penalty = float(invalid_penalty)
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.cache_size = cache_size
@@ -228,7 +333,8 @@ class RewardModel:
         # environments with the same task, predictors and shaping share one cache, so a
         # vectorized env can fill it for all its copies with one batched call
         return (self.task.terms if self.task.fn is None else id(self.task.fn),
-                tuple((n, id(p)) for n, p in self.predictors.items()), self.invalid_penalty, self.uncertainty_penalty)
+                tuple((n, id(p)) for n, p in self.predictors.items()), self.invalid_penalty, self.uncertainty_penalty,
+                self.constraints, tuple((n, id(m)) for n, m in self.domain_models.items()))
 
     def __getstate__(self) -> dict[str, Any]:
         # the memo is not state: a pickled env (SubprocVecEnv, deepcopy) stays small (up to
@@ -241,9 +347,9 @@ class RewardModel:
         self.__dict__.update(state)
         self._cache = _SHARED_CACHES.setdefault(self._cache_key(), OrderedDict())
 
-    def _predict(self, counts: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _predict(self, counts: np.ndarray, features: np.ndarray | None = None
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         means, stds = {}, {}
-        features = None
         for name, model in self.predictors.items():
             if hasattr(model, "members_from_features"):
                 if features is None:
@@ -255,8 +361,33 @@ class RewardModel:
                 stds[name] = np.zeros(len(counts))
         return means, stds
 
-    def evaluate(self, counts: np.ndarray) -> list[tuple[float, dict[str, float], dict[str, float], bool, bool]]:
-        """For each composition: (reward, properties, property stds, charge neutral, EN balanced)."""
+    def _constraint_flags(self, batch: np.ndarray, means: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One boolean array per constraint flag (see :attr:`DesignConstraints.flag_names`)."""
+        c = self.constraints
+        flags: dict[str, np.ndarray] = {}
+        if c.oxide_rule:
+            from oxide_env.chemistry.validity import oxide_rule
+
+            flags["oxide_rule"] = oxide_rule(batch)
+        for name, op, bound in c.properties:
+            flags[property_flag(name, op, bound)] = means[name] <= bound if op == "<=" else means[name] >= bound
+        if c.domain:
+            features = featurize(batch)
+            inside = np.ones(len(batch), dtype=bool)
+            for model in self.domain_models.values():
+                inside &= model.score_features(features) <= model.threshold
+            flags["in_domain"] = inside
+        flags["constraints_satisfied"] = np.logical_and.reduce(list(flags.values())) if flags else np.ones(
+            len(batch), dtype=bool)
+        return flags
+
+    def evaluate(self, counts: np.ndarray) -> list[tuple[float, dict[str, float], dict[str, float], bool, bool,
+                                                         dict[str, bool]]]:
+        """For each composition: (reward, properties, property stds, charge neutral, EN balanced, flags).
+
+        ``flags`` maps each constraint's ``info`` key (and ``constraints_satisfied``) to a bool; it
+        is empty without constraints.
+        """
         from oxide_env.chemistry.validity import charge_neutral, electronegativity_balanced
 
         counts = np.asarray(counts, dtype=np.int64).reshape(-1, counts.shape[-1])
@@ -281,6 +412,9 @@ class RewardModel:
                     rewards = rewards - self.uncertainty_penalty * spread
             if self.invalid_penalty:
                 rewards = rewards - self.invalid_penalty * ((~neutral).astype(float) + (~balanced).astype(float))
+            flags = self._constraint_flags(batch, means) if self.constraints else {}
+            if flags:
+                rewards = np.where(flags["constraints_satisfied"], rewards, self.worst_reward())
             if not np.all(np.isfinite(rewards)):
                 raise ValueError("The task produced a non-finite reward; check the task callable.")
             for j, key in enumerate(uniq):
@@ -290,13 +424,14 @@ class RewardModel:
                     {n: float(v[j]) for n, v in stds.items()},
                     bool(neutral[j]),
                     bool(balanced[j]),
+                    {n: bool(v[j]) for n, v in flags.items()},
                 )
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return [found[k] for k in keys]
 
     def rewards(self, counts: np.ndarray) -> np.ndarray:
-        """Terminal rewards of a batch of final compositions ``(n, 80)``."""
+        """Terminal rewards of a batch of final compositions ``(n, 80)`` (constraints applied)."""
         return np.array([r[0] for r in self.evaluate(counts)])
 
     # The cache is part of a training run's state: a predictor's float32 output can differ in the
@@ -309,6 +444,7 @@ class RewardModel:
         """The memoised rewards as plain arrays, least recently used first (see :meth:`restore_cache`)."""
         items = list(self._cache.items())
         names = sorted({n for _, v in items for n in v[1]}) if items else sorted(self.predictors)
+        flag_names = list(self.constraints.flag_names) if self.constraints else []
         n_cols = len(items[0][0]) // 8 if items else 0
         counts = np.frombuffer(b"".join(k for k, _ in items), dtype=np.int64).reshape(len(items), n_cols)
         return {
@@ -320,6 +456,9 @@ class RewardModel:
             "charge_neutral": np.array([v[3] for _, v in items], dtype=bool),
             "electronegativity_balanced": np.array([v[4] for _, v in items], dtype=bool),
             "names": np.array(names, dtype=str),
+            "flags": np.array([[v[5][f] for f in flag_names] for _, v in items],
+                              dtype=bool).reshape(len(items), len(flag_names)),
+            "flag_names": np.array(flag_names, dtype=str),
         }
 
     def restore_cache(self, state: dict[str, np.ndarray]) -> None:
@@ -334,6 +473,7 @@ class RewardModel:
                 {n: float(state["property_std"][i, j]) for j, n in enumerate(names)},
                 bool(state["charge_neutral"][i]),
                 bool(state["electronegativity_balanced"][i]),
+                {str(f): bool(state["flags"][i, j]) for j, f in enumerate(state.get("flag_names", []))},
             )
 
     def worst_reward(self) -> float:

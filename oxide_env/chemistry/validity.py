@@ -566,22 +566,8 @@ def oxide_rule(
     return out
 
 
-def _paper_rule(compositions, test) -> np.ndarray:
-    from oxide_env.chemistry.composition import formulas_to_counts
-
-    if isinstance(compositions, str):
-        compositions = [compositions]
-    if isinstance(compositions, np.ndarray) and compositions.dtype.kind in "iub":
-        counts = validate_counts(compositions.reshape(-1, N_ELEMENTS) if compositions.ndim == 1 else compositions)
-    elif isinstance(compositions, np.ndarray) and compositions.dtype.kind in "US":
-        counts = formulas_to_counts([str(f) for f in compositions.reshape(-1).tolist()])
-    else:
-        items = list(compositions)
-        if items and all(isinstance(x, str) for x in items):
-            counts = formulas_to_counts(items)
-        else:
-            counts = validate_counts(np.asarray(items) if items else np.zeros((0, N_ELEMENTS), np.int64))
-    counts = np.asarray(counts).reshape(-1, N_ELEMENTS)
+def _paper_rule(compositions: object, test) -> np.ndarray:
+    counts = as_count_matrix(compositions)  # the amounts as given: not reduced
     g = np.gcd.reduce(counts, axis=1) if len(counts) else np.zeros(0, np.int64)
     single = np.count_nonzero(counts, axis=1) == 1  # SMACT's single-element fast path
     return ((g == 1) | single) & test(counts)

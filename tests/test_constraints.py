@@ -1,0 +1,74 @@
+"""Terminal design constraints (oxide rule, predicted properties, applicability domain) in the env."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import oxide_env
+from oxide_env.chemistry.composition import formulas_to_counts
+from oxide_env.env import OxideCompositionEnv
+from oxide_env.tasks import RewardModel, make_task
+
+E = oxide_env.ELEMENTS
+PLAUSIBLE = {"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": True}
+
+
+def _play(env, actions):
+    env.reset(seed=0)
+    for a in actions:
+        obs, reward, terminated, truncated, info = env.step(a)
+    assert terminated
+    return reward, info
+
+
+def test_constraints_set_flags_and_reward() -> None:
+    env = gym.make("OxideComposition-v0", task="bulk_modulus", constraints=PLAUSIBLE)
+    free = gym.make("OxideComposition-v0", task="bulk_modulus")
+    spinel = [10 * E.index("Mg") + 1, 10 * E.index("Al") + 2, 0, 0, 10 * E.index("O") + 4]
+    suboxide = [10 * E.index("Os") + 8, 10 * E.index("Re") + 9, 0, 0, 10 * E.index("O") + 4]
+    reward, info = _play(env, spinel)
+    assert info["formula"] == "MgAl2O4"
+    assert info["oxide_rule"] and info["formation_energy_le_-0.5"] and info["in_domain"]
+    assert info["constraints_satisfied"]
+    assert reward == pytest.approx(_play(free, spinel)[0])  # a design that meets them keeps its reward
+    reward, info = _play(env, suboxide)
+    assert not info["oxide_rule"] and not info["constraints_satisfied"]
+    assert reward == pytest.approx(env.unwrapped.rewarder.worst_reward())
+    assert reward < _play(free, suboxide)[0]
+    assert "constraints_satisfied" not in _play(free, spinel)[1]
+
+
+def test_constraint_checks_pass_gymnasium_checker() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(OxideCompositionEnv(task="formation_energy", constraints=PLAUSIBLE))
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ({"nope": True}, "Unknown constraint 'nope'"),
+        ({"oxide_rule": "yes"}, r"constraints\['oxide_rule'\]"),
+        ({"formation_energy": ("<", -0.5)}, r"expected \('<=', bound\)"),
+        ({"in_domain": ["bulk"]}, "list of predictor names"),
+        ([("oxide_rule", True)], "expected a dict"),
+    ],
+)
+def test_bad_constraints(spec, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        OxideCompositionEnv(task="bulk_modulus", constraints=spec)
+
+
+def test_constraint_flags_survive_the_cache_round_trip() -> None:
+    model = RewardModel(make_task("shear_modulus"), constraints=PLAUSIBLE)
+    counts = formulas_to_counts(["MgAl2O4", "Re9Os8O4", "ZrO2"])
+    first = model.evaluate(counts)
+    state = model.cache_state()
+    assert state["flags"].shape == (len(state["counts"]), 4)
+    model.clear_cache()
+    model.restore_cache(state)
+    assert model.evaluate(counts) == first
+    assert [r[5]["constraints_satisfied"] for r in first] == [True, False, True]
+    assert np.isfinite([r[0] for r in first]).all()
