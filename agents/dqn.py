@@ -169,7 +169,7 @@ class ConstrainedDQN(DQN):
         super()._setup_model()
         if not isinstance(self.action_space, spaces.Discrete):
             raise ValueError(f"ConstrainedDQN needs a Discrete action space, got {self.action_space}.")
-        self.exploration_rate = self.exploration_initial_eps
+        self.exploration_rate = self.exploration_initial_eps  # ``load`` puts the saved rate back
         self._make_generator()
 
     def _make_generator(self) -> None:
@@ -241,7 +241,7 @@ class ConstrainedDQN(DQN):
             >>> ConstrainedDQN.load(path).top_n_pct
             20.0
         """
-        from agents.persistence import read_model_file, safe_custom_objects
+        from agents.persistence import read_data_json, read_model_file, safe_custom_objects
 
         file, name = read_model_file(path)
         if allow_pickle:
@@ -258,6 +258,11 @@ class ConstrainedDQN(DQN):
                 from None
         model.constraints = tuple(model.constraints)  # saved as a JSON list
         model._make_generator()
+        # ``_setup_model`` reset epsilon to its initial value; the saved one is the one the next
+        # action uses (it is recomputed only after that step), so an exactly resumed run needs it
+        rate = read_data_json(file).get("exploration_rate")
+        if isinstance(rate, float):
+            model.exploration_rate = rate
         return model
 
     # ----------------------------------------------------------------- acting

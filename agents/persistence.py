@@ -152,6 +152,18 @@ def read_model_file(path: str | Path | io.BufferedIOBase) -> tuple[io.BytesIO, s
     return io.BytesIO(path.read()), getattr(path, "name", "<file object>")
 
 
+def read_data_json(file: io.BytesIO) -> dict[str, Any]:
+    """The plain JSON of an SB3 zip's ``data`` entry (nothing deserialized; ``{}`` if unreadable)."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            data = json.loads(archive.read("data").decode())
+    except (zipfile.BadZipFile, KeyError, ValueError):
+        data = {}
+    finally:
+        file.seek(0)
+    return data if isinstance(data, dict) else {}
+
+
 def safe_custom_objects(file: io.BytesIO, name: str, allowed_classes: dict[str, type],
                         custom_objects: dict[str, Any] | None = None) -> dict[str, Any]:
     """``custom_objects`` for SB3's ``load`` that replace every ``":serialized:"`` entry of ``file``.

@@ -42,7 +42,7 @@ def saved(tmp_path_factory) -> tuple[Path, list[str]]:
     model = tiny_model()
     model.learn(40)
     model.save(folder / "model.zip")
-    return folder / "model.zip", model.generate(10, seed=1)
+    return folder / "model.zip", model.generate(10, seed=1), model.exploration_rate
 
 
 def rewrite_zip(source: Path, target: Path, *, data: dict | None = None, drop: tuple[str, ...] = (),
@@ -80,11 +80,12 @@ def test_saved_model_loads_without_unpickling(saved, monkeypatch):
         raise AssertionError("cloudpickle.loads was called")
 
     monkeypatch.setattr(save_util.cloudpickle, "loads", refuse)
-    path, generated = saved
+    path, generated, rate = saved
     assert ConstrainedDQN.load(path, device="cpu").generate(10, seed=1) == generated
     env = make_oxide_vec_env(2, seed=0, task="bulk_modulus")
     loaded = ConstrainedDQN.load(path, env=env, device="cpu")
     assert loaded.generate(10, seed=1) == generated and loaded.num_timesteps == 40
+    assert loaded.exploration_rate == rate  # the next action uses the saved epsilon
 
 
 def test_payload_in_a_file_without_our_settings_is_refused(saved, tmp_path):

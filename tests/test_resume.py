@@ -24,10 +24,11 @@ from agents.train import AgentRun, train_agent
 from oxide_env import files
 
 torch.set_num_threads(1)
-# tiny: 4 envs, iterations of 8 episodes (40 steps), a replay buffer small enough to wrap around
-RUN = AgentRun(task="bulk_modulus", seed=3, iterations=2, n_envs=4, episodes_per_iteration=8,
-               model_kwargs={"buffer_size": 100, "batch_size": 32})
-STEPS_PER_ITERATION = 40
+# tiny: 20 envs (each step takes 20 random decisions), iterations of 20 episodes (100 steps),
+# a replay buffer small enough to wrap around
+RUN = AgentRun(task="bulk_modulus", seed=3, iterations=2, n_envs=20, episodes_per_iteration=20,
+               model_kwargs={"buffer_size": 200, "batch_size": 32})
+STEPS_PER_ITERATION = 100
 
 
 class Killed(BaseException):
