@@ -200,8 +200,9 @@ class OxideCompositionEnv(gym.Env):
       the worst end of each property's training range).
     * ``normalize_observations``: standardise the 145 features with the shipped statistics
       (mean and std over random episodes' states, ``oxide_env/data/feature_stats.json``); the
-      step one-hot is unchanged. Recommended for SB3's PPO, DQN and MaskablePPO, whose MLPs
-      otherwise see raw values up to ~3,800. The same for every run, unlike ``VecNormalize``.
+      step one-hot is unchanged. For models that need inputs of order 1 (raw values reach
+      ~3,800); the same for every run, unlike ``VecNormalize``. Measured for MaskablePPO on
+      ``bulk_modulus`` it does not raise the property (``benchmarks/results/normalization.md``).
     * ``constraints``: terminal design constraints, e.g. ``{"oxide_rule": True, "formation_energy":
       ("<=", -0.5), "in_domain": True}`` (see ``oxide_env.tasks.make_constraints``). They change
       the MDP only at the last step: a finished design that breaks any of them earns the task's
