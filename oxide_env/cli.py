@@ -437,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tasks", nargs="+", choices=tasks, default=tasks, help="tasks (default: all seven rows)")
     b.add_argument("--methods", nargs="+", choices=methods, default=methods,
                    help="methods (default: all; 'random' is needed for the shifts)")
+    b.add_argument("--paper-lists", default="auto", metavar="DIR",
+                   help="folder of the authors' generated lists, evaluated with our checks as the row \"the "
+                   "paper's published materials\" (default: ../shared/datasets/paper_generated beside the "
+                   "checkout, if present; 'none' to skip). Only derived numbers are written.")
     b.set_defaults(func=cmd_benchmark_table1)
     return parser
 
