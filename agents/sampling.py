@@ -50,6 +50,30 @@ def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,
     return top.gather(1, pick[:, None]).squeeze(1)
 
 
+def merge_noop_actions(q: torch.Tensor, mask: torch.Tensor, n_counts: int = 10) -> torch.Tensor:
+    """Keep one count-0 action per row (the best-scoring allowed one): the others are the same move.
+
+    Action ``a = n_counts * element + count`` with count 0 adds nothing, so the 80 count-0
+    actions all lead to the same next state. Ranked as 80 separate actions they can fill the
+    top n% of a row and make top-n% sampling (and ε-exploration) choose "add nothing" far more
+    often than any real addition, which collapses generated compositions onto few elements.
+    Merging them leaves the set of reachable states and every Q value unchanged.
+
+    Example:
+        >>> q = torch.tensor([[5.0, 1.0, 4.0, 0.0]])  # two elements x counts 0-1
+        >>> merge_noop_actions(q, torch.ones(1, 4, dtype=torch.bool), n_counts=2).tolist()
+        [[True, True, False, True]]
+    """
+    noop = torch.zeros(mask.shape[1], dtype=torch.bool, device=mask.device)
+    noop[::n_counts] = True
+    scores = q.masked_fill(~(mask & noop), float("-inf"))
+    best = scores.argmax(dim=1)
+    has_noop = (mask & noop).any(dim=1)
+    keep = mask & ~noop
+    keep[torch.arange(len(mask), device=mask.device)[has_noop], best[has_noop]] = True
+    return keep
+
+
 def uniform_allowed(mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """A uniformly random allowed action per row of ``mask`` (bool ``(batch, n_actions)``)."""
     weights = mask.float()

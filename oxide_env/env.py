@@ -208,7 +208,7 @@ class OxideCompositionEnv(gym.Env):
       the MDP only at the last step: a finished design that breaks any of them earns the task's
       worst reward (as a hard-rule violation) instead of its predicted reward, and the terminal
       ``info`` carries one bool per constraint (``oxide_rule``, ``formation_energy_le_-0.5``,
-      ``in_domain``) and ``constraints_satisfied`` — labels any algorithm can learn from (the
+      ``in_domain``, ``novel``) and ``constraints_satisfied`` — labels any algorithm can learn from (the
       ``ConstrainedDQN`` oracles take them as ``constraints=``). ``in_domain=True`` means inside
       the applicability domain (``predictors.domain``) of ``formation_energy`` and of every
       predictor of the task; ``domain_models`` replaces the shipped domain models.

@@ -136,14 +136,16 @@ class DesignConstraints:
             states, oxygen −2, no negative metal).
         properties: ``(predictor, "<=" or ">=", bound)`` on the predicted (ensemble-mean) value.
         domain: predictors whose applicability domain the design must be inside.
+        novel: the reduced composition is none of the predictors' training compositions.
     """
 
     oxide_rule: bool = False
     properties: tuple[tuple[str, str, float], ...] = ()
     domain: tuple[str, ...] = ()
+    novel: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.oxide_rule or self.properties or self.domain)
+        return bool(self.oxide_rule or self.properties or self.domain or self.novel)
 
     @property
     def flag_names(self) -> tuple[str, ...]:
@@ -151,6 +153,7 @@ class DesignConstraints:
         names = ["oxide_rule"] if self.oxide_rule else []
         names += [property_flag(n, op, b) for n, op, b in self.properties]
         names += ["in_domain"] if self.domain else []
+        names += ["novel"] if self.novel else []
         return (*names, "constraints_satisfied")
 
 
@@ -167,7 +170,9 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
     * ``"oxide_rule"`` -> ``True``;
     * a predictor name -> ``("<=", bound)`` or ``(">=", bound)`` on its predicted value;
     * ``"in_domain"`` -> ``True`` (inside the applicability domain of ``formation_energy`` and of
-      every predictor of the task) or a list of predictor names.
+      every predictor of the task) or a list of predictor names;
+    * ``"novel"`` -> ``True``: not one of the predictors' training compositions (a known compound
+      is no discovery).
 
     Example:
         >>> c = make_constraints({"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": True},
@@ -185,12 +190,12 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
     if not isinstance(spec, Mapping):
         raise ValueError(f"Invalid constraints={describe(spec)}: expected a dict such as "
                          "{'oxide_rule': True, 'formation_energy': ('<=', -0.5), 'in_domain': True}.")
-    oxide, props, domain = False, [], ()
+    flags, props, domain = {"oxide_rule": False, "novel": False}, [], ()
     for key, value in spec.items():
-        if key == "oxide_rule":
+        if key in flags:
             if value not in (True, False):
-                raise ValueError(f"Invalid constraints['oxide_rule']={describe(value)}: expected True or False.")
-            oxide = bool(value)
+                raise ValueError(f"Invalid constraints[{key!r}]={describe(value)}: expected True or False.")
+            flags[key] = bool(value)
         elif key == "in_domain":
             if value is True:
                 domain = tuple(dict.fromkeys(("formation_energy", *task.property_names)))
@@ -208,9 +213,10 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
             props.append((key, value[0], check_number(value[1], f"constraints[{key!r}] bound",
                                                       minimum=-MAX_WEIGHT, maximum=MAX_WEIGHT)))
         else:
-            raise ValueError(f"Unknown constraint {key!r}; choose 'oxide_rule', 'in_domain' or a predictor "
-                             f"({', '.join(PREDICTOR_NAMES)}).")
-    return DesignConstraints(oxide_rule=oxide, properties=tuple(props), domain=domain)
+            raise ValueError(f"Unknown constraint {key!r}; choose 'oxide_rule', 'in_domain', 'novel' or a "
+                             f"predictor ({', '.join(PREDICTOR_NAMES)}).")
+    return DesignConstraints(oxide_rule=flags["oxide_rule"], properties=tuple(props), domain=domain,
+                             novel=flags["novel"])
 
 
 class RewardModel:
@@ -377,6 +383,12 @@ class RewardModel:
             for model in self.domain_models.values():
                 inside &= model.score_features(features) <= model.threshold
             flags["in_domain"] = inside
+        if c.novel:
+            from oxide_env.chemistry.metrics import composition_keys
+            from predictors.data import training_keys
+
+            known = training_keys()
+            flags["novel"] = np.array([k not in known for k in composition_keys(batch)], dtype=bool)
         flags["constraints_satisfied"] = np.logical_and.reduce(list(flags.values())) if flags else np.ones(
             len(batch), dtype=bool)
         return flags

@@ -72,3 +72,24 @@ def test_constraint_flags_survive_the_cache_round_trip() -> None:
     assert model.evaluate(counts) == first
     assert [r[5]["constraints_satisfied"] for r in first] == [True, False, True]
     assert np.isfinite([r[0] for r in first]).all()
+
+
+def test_novel_constraint_rejects_known_compounds() -> None:
+    model = RewardModel(make_task("bulk_modulus"), constraints={"novel": True})
+    rows = model.evaluate(formulas_to_counts(["MgAl2O4", "Li13Cr3Ti5O11"]))
+    assert [r[5]["novel"] for r in rows] == [False, True]
+    assert rows[0][0] == pytest.approx(model.worst_reward())
+
+
+def test_merged_noops_keep_one_count_zero_action() -> None:
+    import torch
+
+    from agents.sampling import merge_noop_actions
+
+    q = torch.randn(3, 800, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(3, 800, dtype=torch.bool)
+    mask[1, ::10] = False  # no count-0 action allowed: nothing to merge
+    merged = merge_noop_actions(q, mask)
+    assert merged[:, ::10].sum(dim=1).tolist() == [1, 0, 1]
+    assert torch.equal(merged[:, 1::10], mask[:, 1::10])  # real additions untouched
+    assert int(merged[0, ::10].nonzero()) == int(q[0, ::10].argmax())
