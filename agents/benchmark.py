@@ -20,13 +20,13 @@ Methods (all see the same environment budget: ``(iterations + 1) x 100`` episode
 
 * ``constrained_dqn`` — ours: :class:`~agents.dqn.ConstrainedDQN` on the environment with
   *exact* electronegativity-balance masks (an action is allowed only if some completion of
-  the episode is charge neutral and electronegativity balanced), so every generated
-  material is valid by construction; learned oracles are then redundant and off; 10
-  gradient steps per iteration instead of 1 (the paper's single step leaves Q undertrained);
-  sampling among the top 10 % instead of 20 % (a larger property shift); generation with
-  ``distinct=True`` (a duplicate reduced formula is redrawn; the plain policy's % unique is
-  reported beside it; a policy that collapsed onto fewer than ``n`` distinct materials is
-  reported with its plain samples).
+  the episode is charge neutral and electronegativity balanced, SMACT 2014) and the terminal
+  design constraints :data:`oxide_env.tasks.PLAUSIBLE_DESIGN` (oxide rule, predicted E_f <= -0.5
+  eV/atom, inside the domains of the formation-energy and the task's predictors, novel: a
+  design that breaks one earns the task's worst reward); 10 gradient steps per iteration
+  instead of 1 (the paper's single step leaves Q undertrained); sampling among the top 10 %
+  with the 80 count-0 actions merged into one candidate (``merge_noops``); no redraws: the
+  reported % unique is the policy's own.
 * ``paper_dqn`` — the paper's method and settings: learned constraint oracles, hard-rule masks.
 * ``dqn_no_oracles`` — ablation: the paper's DQN without oracles (hard-rule masks only).
 * ``maskable_ppo`` — sb3-contrib's MaskablePPO on the same environment as ours.
@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from oxide_env.files import atomic_save_figure, atomic_write_text
+from oxide_env.tasks import PLAUSIBLE_DESIGN
 
 PROPERTIES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
 SHORT = {"formation_energy": "E_f (eV/atom)", "bulk_modulus": "ln K (ln GPa)", "shear_modulus": "ln G (ln GPa)",
@@ -119,12 +120,14 @@ class Method:
     gradient_steps: int = 1
     distinct: bool = False
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    design_constraints: dict[str, Any] | None = None
 
 
 ORACLES = ("charge_neutral", "electronegativity_balanced")
 METHODS: dict[str, Method] = {m.key: m for m in (
-    Method("constrained_dqn", "ConstrainedDQN, exact masks (ours)", "dqn", exact_masks="electronegativity_balanced",
-           gradient_steps=10, top_n_pct=10.0, distinct=True),
+    Method("constrained_dqn", "ConstrainedDQN, exact masks + plausibility constraints (ours)", "dqn",
+           exact_masks="electronegativity_balanced", gradient_steps=10, top_n_pct=10.0,
+           model_kwargs={"merge_noops": True}, design_constraints=dict(PLAUSIBLE_DESIGN)),
     Method("paper_dqn", "ConstrainedDQN, paper settings", "dqn", constraints=ORACLES),
     Method("dqn_no_oracles", "DQN without oracles (ablation)", "dqn"),
     Method("maskable_ppo", "MaskablePPO (sb3-contrib)", "maskable_ppo", exact_masks="electronegativity_balanced"),
@@ -177,7 +180,8 @@ def _agent_run(task: BenchTask, method: Method, seed: int, iterations: int):
 
     return AgentRun(task=task.task, lam=task.lam, seed=seed, iterations=iterations, exact_masks=method.exact_masks,
                     constraints=method.constraints, top_n_pct=method.top_n_pct,
-                    gradient_steps=method.gradient_steps, model_kwargs=dict(method.model_kwargs))
+                    gradient_steps=method.gradient_steps, model_kwargs=dict(method.model_kwargs),
+                    design_constraints=method.design_constraints)
 
 
 def _train_dqn(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path, *,

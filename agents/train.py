@@ -85,6 +85,8 @@ class AgentRun:
     gradient_steps: int = 1
     episodes_per_iteration: int = EPISODES_PER_ITERATION
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    design_constraints: dict[str, Any] | None = None
+    """The env's terminal ``constraints`` (``oxide_env.tasks.make_constraints``), as plain JSON."""
 
     def __post_init__(self) -> None:
         from oxide_env.tasks import make_task
@@ -109,6 +111,12 @@ class AgentRun:
             raise ValueError(f"Invalid exact_masks={self.exact_masks!r}; choose None, 'charge_neutral' or "
                              "'electronegativity_balanced'.")
         object.__setattr__(self, "constraints", tuple(self.constraints))
+        if self.design_constraints is not None:
+            from oxide_env.tasks import make_constraints
+
+            plain_constraints = json.loads(json.dumps(self.design_constraints))  # tuples -> lists, as stored
+            make_constraints(plain_constraints, make_task(self.task, lam=self.lam))  # bad keys or values raise
+            object.__setattr__(self, "design_constraints", plain_constraints)
         try:
             plain = json.loads(json.dumps(self.model_kwargs))
         except (TypeError, ValueError):
@@ -278,7 +286,7 @@ def build_env(run: AgentRun, n_envs: int | None = None):
     from agents.vec_env import make_oxide_vec_env
 
     return make_oxide_vec_env(run.n_envs if n_envs is None else n_envs, seed=run.seed, task=run.task, lam=run.lam,
-                              exact_masks=run.exact_masks)
+                              exact_masks=run.exact_masks, constraints=run.design_constraints)
 
 
 def _discard(directory: Path) -> None:

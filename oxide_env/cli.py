@@ -252,11 +252,14 @@ def cmd_train_predictors(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from agents.train import AgentRun, train_agent
+    from oxide_env.tasks import PLAUSIBLE_DESIGN
 
     run = AgentRun(task=args.task, lam=args.lam, seed=args.seed, iterations=args.iterations, n_envs=args.n_envs,
                    exact_masks=args.exact_masks, constraints=() if args.no_oracles else
                    ("charge_neutral", "electronegativity_balanced"), top_n_pct=args.top_n_pct,
-                   gradient_steps=args.gradient_steps)
+                   gradient_steps=args.gradient_steps,
+                   model_kwargs={"merge_noops": True} if args.merge_noops else {},
+                   design_constraints=dict(PLAUSIBLE_DESIGN) if args.plausible else None)
     model, seconds = train_agent(run, args.out, progress=True, resume=not args.restart,
                                  checkpoint_every=args.checkpoint_every, log=lambda m: print(m, file=sys.stderr))
     print(f"trained {run.task} (seed {run.seed}) in {seconds:.0f} s -> {Path(args.out) / 'model.zip'}")
@@ -389,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-oracles", action="store_true", help="no learned constraint oracles (ablation)")
     p.add_argument("--top-n-pct", type=float, default=20.0, help="sample among the top n%% actions (default 20)")
     p.add_argument("--gradient-steps", type=int, default=1, help="updates per iteration (paper: 1)")
+    p.add_argument("--plausible", action="store_true",
+                   help="terminal design constraints: oxide rule, predicted E_f <= -0.5 eV/atom, inside the "
+                   "applicability domains, novel (a design that breaks one earns the worst reward)")
+    p.add_argument("--merge-noops", action="store_true",
+                   help="rank the 80 count-0 actions as one in top-n%% sampling (more diverse designs)")
     p.add_argument("--checkpoint-every", type=int, default=50, metavar="K",
                    help="write a resumable checkpoint every K iterations (default 50)")
     p.add_argument("--restart", action="store_true",

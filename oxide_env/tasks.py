@@ -127,6 +127,13 @@ def make_task(task: str | Mapping[str, float] | Task | RewardFn, lam: float | No
                      "a {predictor: weight} dict, a Task or a callable.")
 
 
+PLAUSIBLE_DESIGN: dict[str, Any] = {"oxide_rule": True, "formation_energy": ["<=", -0.5], "in_domain": True,
+                                    "novel": True}
+"""The design constraints of our Table 1 method (``oxide-rl train --plausible``): the oxide rule,
+predicted E_f <= -0.5 eV/atom, inside the formation-energy and task domains, and new. Copy it
+before changing it."""
+
+
 @dataclass(frozen=True)
 class DesignConstraints:
     """Terminal constraints a finished design must meet (see :func:`make_constraints`).
@@ -207,7 +214,8 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
                 raise ValueError(f"Invalid constraints['in_domain']={describe(value)}: expected True or a list "
                                  f"of predictor names ({', '.join(PREDICTOR_NAMES)}).")
         elif key in PREDICTOR_NAMES:
-            if not (isinstance(value, (tuple, list)) and len(value) == 2 and value[0] in ("<=", ">=")):
+            if not (isinstance(value, (tuple, list)) and len(value) == 2 and value[0] in ("<=", ">=")
+                    and not isinstance(value[1], (str, bool))):
                 raise ValueError(f"Invalid constraints[{key!r}]={describe(value)}: expected ('<=', bound) or "
                                  "('>=', bound).")
             props.append((key, value[0], check_number(value[1], f"constraints[{key!r}] bound",

@@ -75,7 +75,7 @@ def test_smoke_table1_tiny_budget_and_resume(tmp_path, monkeypatch):
     assert float(ours["pct_charge_neutral"]) == 100.0 and float(ours["pct_electronegativity_balanced"]) == 100.0
     result = json.loads((tmp_path / "table1_runs/bulk_modulus/constrained_dqn/seed0/result.json").read_text())
     assert result["metrics"]["n"] == 20
-    assert "| ConstrainedDQN, exact masks (ours) |" in text and "Hypervolume" in text
+    assert "| ConstrainedDQN, exact masks + plausibility constraints (ours) |" in text and "Hypervolume" in text
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was redone")
