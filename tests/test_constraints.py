@@ -93,3 +93,14 @@ def test_merged_noops_keep_one_count_zero_action() -> None:
     assert merged[:, ::10].sum(dim=1).tolist() == [1, 0, 1]
     assert torch.equal(merged[:, 1::10], mask[:, 1::10])  # real additions untouched
     assert int(merged[0, ::10].nonzero()) == int(q[0, ::10].argmax())
+
+
+@pytest.mark.parametrize("script", ["domain.py", "plausibility_tradeoff.py", "table1_checks.py"])
+def test_plausibility_benchmarks_have_help(script) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script
+    out = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "usage:" in out.stdout

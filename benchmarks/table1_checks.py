@@ -1,0 +1,141 @@
+"""Every validity rule and the plausibility checks on finished Table 1 runs and the paper's own lists.
+
+Reads the generated materials of a Table 1 output folder (``<out>/table1_runs/<task>/<method>/
+seed<k>/formulas.csv``, the amounts as generated) and, when present, the authors' generated
+lists (``../shared/datasets/paper_generated``), and reports per task and method, mean ± std
+over seeds: % charge neutral / % EN balanced under our rule *and* under the paper's rule (in
+separate columns), % icsd24, % oxide rule, % E_f <= -0.5 eV/atom, median hull distance,
+% in domain, % plausible and % unique; plus the best plausible novel designs of each task
+(highest task reward among plausible, novel designs), with every check.
+
+It re-checks materials already generated (no training), so it shows what the new checks say
+about runs made before them. Writes ``table1_checks.md`` and ``table1_checks.csv``.
+
+Usage:
+    python benchmarks/table1_checks.py [--runs benchmarks/results] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+COLUMNS = ("pct_charge_neutral", "pct_electronegativity_balanced", "pct_charge_neutral_paper_rule",
+           "pct_electronegativity_balanced_paper_rule", "pct_icsd24", "pct_oxide_rule",
+           "pct_formation_energy_le_-0.5", "median_e_above_hull", "pct_in_domain", "pct_plausible", "pct_unique",
+           "pct_novel")
+HEADER = ("% CN (ours)", "% EN (ours)", "% CN (paper's rule)", "% EN (paper's rule)", "% icsd24", "% oxide rule",
+          "% E_f ≤ −0.5", "median E_hull", "% in domain", "% plausible", "% unique", "% novel")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=Path, default=Path(__file__).parent / "results",
+                        help="a Table 1 output folder (default benchmarks/results)")
+    parser.add_argument("--paper-lists", default="auto",
+                        help="the authors' lists (default: ../shared/datasets/paper_generated if present; 'none')")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--best", type=int, default=5, help="best plausible novel designs listed per task")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from agents.benchmark import METHODS, PAPER_LISTS, PAPER_PUBLISHED, TASKS, default_paper_lists
+    from agents.generation import read_materials_csv
+    from oxide_env.files import atomic_write_text
+    from oxide_env.tasks import make_task
+    from oxide_env.chemistry.metrics import composition_keys
+    from predictors.assess import assess
+    from predictors.data import training_keys
+
+    known = training_keys()
+
+    lists = default_paper_lists() if args.paper_lists == "auto" else (
+        None if args.paper_lists == "none" else Path(args.paper_lists))
+    jobs = []
+    for task in TASKS:
+        for method in METHODS:
+            folder = "all" if method == "random" else task.key
+            for path in sorted((args.runs / "table1_runs" / folder / method).glob("seed*/formulas.csv")):
+                jobs.append((task, method, path))
+        if lists is not None:
+            for name in PAPER_LISTS.get(task.key, ()):
+                if (lists / f"{name}.txt").is_file():
+                    jobs.append((task, PAPER_PUBLISHED, lists / f"{name}.txt"))
+    rows, designs = [], []
+    for task, method, path in tqdm(jobs, desc="runs"):
+        if path.suffix == ".csv":
+            _, generated, _ = read_materials_csv(path)
+        else:
+            generated = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        metrics, checks = assess(generated, domain_properties=task.properties)
+        rows.append({"task": task.key, "method": method, "source": str(path.name if method == PAPER_PUBLISHED
+                                                                         else path.parent.name),
+                     **{c: metrics[c] for c in COLUMNS}})
+        if method not in ("random", PAPER_PUBLISHED):
+            reward = make_task(task.task, lam=task.lam).reward({p: checks[p] for p in task.properties})
+            novel = np.array([k not in known for k in composition_keys(generated)], dtype=bool)
+            ok = checks["plausible"] & novel
+            for i in np.flatnonzero(ok):
+                designs.append({"task": task.key, "method": method, "generated": generated[i],
+                                "reward": float(reward[i]), **{k: checks[k][i] for k in checks}})
+    df = pd.DataFrame(rows)
+    summary = df.groupby(["task", "method"], sort=False)[list(COLUMNS)].agg(["mean", "std"])
+    flat = summary.copy()
+    flat.columns = [f"{c}{'' if s == 'mean' else '_sd'}" for c, s in flat.columns]
+    flat["n_runs"] = df.groupby(["task", "method"], sort=False).size()
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "table1_checks.csv", flat.reset_index().to_csv(index=False, float_format="%.3f"))
+
+    def cell(task: str, method: str, column: str) -> str:
+        m, s = summary.loc[(task, method), (column, "mean")], summary.loc[(task, method), (column, "std")]
+        digits = 2 if column == "median_e_above_hull" else 1
+        return f"{m:.{digits}f}" + ("" if np.isnan(s) else f" ± {s:.{digits}f}")
+
+    labels = {**{k: m.label for k, m in METHODS.items()}, PAPER_PUBLISHED: "the paper's published materials"}
+    lines = ["# Every rule and the plausibility checks on the generated materials", "",
+             f"`python benchmarks/table1_checks.py --runs {args.runs}`: the materials of the runs in "
+             f"`{args.runs}/table1_runs` (as generated, no retraining) and the authors' own lists, mean ± std over "
+             "seeds (runs). Ours = SMACT 2014 states on reduced formulas; the paper's rule = the authors' checker "
+             "(unreduced amounts); icsd24 = commonly observed states; oxide rule = icsd24 with O −2 and no negative "
+             "metal; plausible = oxide rule AND predicted E_f ≤ −0.5 eV/atom AND inside the domains of the "
+             "formation-energy and the task's predictors.", ""]
+    for task in TASKS:
+        methods = [m for m in [*METHODS, PAPER_PUBLISHED] if (task.key, m) in summary.index]
+        if not methods:
+            continue
+        lines += [f"## {task.label}", "", "| method | runs | " + " | ".join(HEADER) + " |",
+                  "|---|---|" + "---|" * len(HEADER)]
+        for m in methods:
+            n_runs = int(flat.loc[(task.key, m), "n_runs"])
+            lines.append(f"| {labels[m]} | {n_runs} | " + " | ".join(cell(task.key, m, c) for c in COLUMNS) + " |")
+        best = sorted((d for d in designs if d["task"] == task.key), key=lambda d: -d["reward"])
+        seen, shown = set(), []
+        for d in best:
+            if d["generated"] not in seen:
+                seen.add(d["generated"])
+                shown.append(d)
+            if len(shown) >= args.best:
+                break
+        if shown:
+            lines += ["", "Best plausible novel designs (task reward):", "",
+                      "| design (as generated) | method | " + " | ".join(task.properties) +
+                      " | E_f (eV/atom) | E above hull | oxide rule | icsd24 | in domain |", "|---|---|" +
+                      "---|" * (len(task.properties) + 5)]
+            for d in shown:
+                props = " | ".join(f"{d[p]:.3g}" for p in task.properties)
+                lines.append(f"| {d['generated']} | {d['method']} | {props} | {d['formation_energy']:.2f} | "
+                             f"{d['e_above_hull']:.2f} | {bool(d['oxide_rule'])} | {bool(d['icsd24'])} | "
+                             f"{bool(d['in_domain'])} |")
+        lines.append("")
+    text = "\n".join(lines)
+    atomic_write_text(args.out / "table1_checks.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
