@@ -546,6 +546,18 @@ def goal_status(task: BenchTask, row: dict[str, float]) -> list[str]:
     return missed
 
 
+def _header_lines(header: Sequence[str]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+
+def _present_rows(summary: dict, task: BenchTask, keys: Sequence[str]):
+    """``(method, summary row)`` of the methods in ``keys`` that have results for ``task``."""
+    for key in keys:
+        row = summary.get((task.key, key))
+        if row is not None:
+            yield key, row
+
+
 def _label(key: str) -> str:
     return "The paper's published materials (its lists, our checks and predictors)" if key == PAPER_PUBLISHED \
         else METHODS[key].label
@@ -589,11 +601,8 @@ def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[
         header = ["method", "% CN (ours)", "% EN (ours)", "% CN (paper's rule)", "% EN (paper's rule)",
                   "% icsd24", "% oxide rule", "% E_f ≤ −0.5", "median E_hull (eV/atom)", "% in domain",
                   "% plausible"]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for key in rows_of:
-            row = summary.get((task.key, key))
-            if row is None:
-                continue
+        lines += _header_lines(header)
+        for key, row in _present_rows(summary, task, rows_of):
             cells = [_label(key)]
             for metric in ("pct_charge_neutral", "pct_electronegativity_balanced", "pct_charge_neutral_paper_rule",
                            "pct_electronegativity_balanced_paper_rule", "pct_icsd24", "pct_oxide_rule",
@@ -611,11 +620,8 @@ def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[
         for prop in props:
             header += [SHORT[prop], f"shift ({prop.split('_')[0]}, σ)"]
         header += ["paper", "goal"]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for key in rows_of:
-            row = summary.get((task.key, key))
-            if row is None:
-                continue
+        lines += _header_lines(header)
+        for key, row in _present_rows(summary, task, rows_of):
             cells = [_label(key)]
             for metric in ("pct_unique", "pct_novel"):
                 cells.append(_pm(row.get(metric, math.nan), row.get(f"{metric}_sd", math.nan)))

@@ -456,6 +456,12 @@ def _keys(compositions: object) -> list[Key]:
 
 
 # ---------------------------------------------------------------------------- public API
+def _verdicts(test, compositions: object) -> np.ndarray:
+    """``test`` (a rule's memoised key test) of every composition, as a bool array."""
+    keys = _keys(compositions)
+    return np.fromiter(map(test, keys), dtype=bool, count=len(keys))
+
+
 def charge_neutral(
     compositions: str | Sequence[str] | Sequence[Sequence[int]] | np.ndarray,
     *,
@@ -492,9 +498,7 @@ def charge_neutral(
         >>> charge_neutral("Fe3O4").tolist()
         [False]
     """
-    test = _rule(oxidation_states).neutral
-    keys = _keys(compositions)
-    return np.fromiter(map(test, keys), dtype=bool, count=len(keys))
+    return _verdicts(_rule(oxidation_states).neutral, compositions)
 
 
 def electronegativity_balanced(
@@ -524,9 +528,7 @@ def electronegativity_balanced(
         >>> electronegativity_balanced(["BaTiO3", "NaO5"]).tolist()
         [True, False]
     """
-    test = _rule(oxidation_states).balanced
-    keys = _keys(compositions)
-    return np.fromiter(map(test, keys), dtype=bool, count=len(keys))
+    return _verdicts(_rule(oxidation_states).balanced, compositions)
 
 
 def oxide_rule(
