@@ -4,9 +4,11 @@ A composition whose (predicted) formation energy lies above the lower convex hul
 known compounds of its chemical system would decompose into them. :class:`FormationHull`
 holds known compounds (composition, formation energy per atom; elements at 0 eV/atom) and
 answers, for any composition, the hull energy at that composition and the distance of a
-given energy above it, with pymatgen's :class:`~pymatgen.analysis.phase_diagram.PhaseDiagram`
-built once per chemical system (every known compound whose elements are a subset of the
-query's, plus the pure elements).
+given energy above it: the lowest-energy mixture of the known compounds of its chemical
+system (every known compound whose elements are a subset of the query's, plus the pure
+elements) with the same atomic fractions, a small linear programme — the same number as
+pymatgen's :class:`~pymatgen.analysis.phase_diagram.PhaseDiagram` gives (the tests compare
+them), about 10x faster because no hull is built.
 
 The known compounds the project uses are the predictors' formation-energy training data
 (lowest energy per composition: :func:`predictors.data.known_hull`).
@@ -76,7 +78,7 @@ class FormationHull:
         self._by_system: dict[frozenset[int], list[int]] = {}
         for r, row in enumerate(self._present):
             self._by_system.setdefault(frozenset(np.flatnonzero(row).tolist()), []).append(r)
-        self._diagrams: dict[frozenset[int], object] = {}
+        self._systems: dict[frozenset[int], tuple[np.ndarray, np.ndarray, list[int]]] = {}
 
     def __len__(self) -> int:
         """Number of known compounds (distinct compositions with two or more elements)."""
@@ -94,26 +96,27 @@ class FormationHull:
         outside[list(system)] = False
         return np.flatnonzero(~self._present[:, outside].any(axis=1)).tolist()
 
-    def _diagram(self, system: frozenset[int]):
-        diagram = self._diagrams.get(system)
-        if diagram is None:
-            from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
-            from pymatgen.core import Composition, Element
-
-            entries = [PDEntry(Composition({Element(ELEMENTS[i]): 1}), 0.0) for i in sorted(system)]
-            for r in self._known_in(system):
-                nz = np.flatnonzero(self._fractions[r])
-                comp = Composition({ELEMENTS[i]: float(self._fractions[r, i]) for i in nz})
-                entries.append(PDEntry(comp, float(self._energies[r])))  # per atom: 1 atom in all
-            diagram = self._diagrams[system] = PhaseDiagram(entries)
-        return diagram
+    def _system(self, system: frozenset[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """The known compounds of a system as (fractions over its elements, energies, elements)."""
+        cached = self._systems.get(system)
+        if cached is None:
+            members = sorted(system)
+            rows = self._known_in(system)
+            fractions = np.vstack([np.eye(len(members)), self._fractions[np.ix_(rows, members)]]) if rows \
+                else np.eye(len(members))
+            energies = np.concatenate([np.zeros(len(members)), self._energies[rows]])
+            cached = self._systems[system] = (fractions, energies, members)
+        return cached
 
     def hull_energy(self, compositions: Sequence[str] | np.ndarray) -> np.ndarray:
         """Formation energy of the hull at each composition (eV/atom; 0 for an element).
 
-        The empty composition gives NaN.
+        The lowest energy of any mixture of known compounds (and elements) with the composition's
+        atomic fractions: a small linear programme per composition (scipy's HiGHS), equal to
+        pymatgen's ``PhaseDiagram.get_hull_energy_per_atom`` (tested to 1e-9). The empty
+        composition gives NaN.
         """
-        from pymatgen.core import Composition
+        from scipy.optimize import linprog
 
         amounts = as_amount_matrix(compositions)
         out = np.full(len(amounts), math.nan)
@@ -124,8 +127,10 @@ class FormationHull:
             if len(nz) == 1:
                 out[r] = 0.0
                 continue
-            comp = Composition({ELEMENTS[i]: float(row[i]) for i in nz})
-            out[r] = float(self._diagram(frozenset(nz.tolist())).get_hull_energy_per_atom(comp))
+            fractions, energies, members = self._system(frozenset(nz.tolist()))
+            target = row[members] / row[members].sum()
+            res = linprog(energies, A_eq=fractions.T, b_eq=target, bounds=(0, None), method="highs")
+            out[r] = float(res.fun) if res.status == 0 else math.nan
         return out
 
     def e_above_hull(
