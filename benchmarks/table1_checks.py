@@ -95,14 +95,18 @@ def main(argv: list[str] | None = None) -> int:
         digits = 2 if column == "median_e_above_hull" else 1
         return f"{m:.{digits}f}" + ("" if np.isnan(s) else f" ± {s:.{digits}f}")
 
-    labels = {**{k: m.label for k, m in METHODS.items()}, PAPER_PUBLISHED: "the paper's published materials"}
+    # the folder names: what a run did is recorded in its result.json (the committed reference in
+    # benchmarks/results predates recorded settings and the plausibility constraints; see its table1.md)
+    labels = {**{k: f"`{k}`" for k in METHODS}, PAPER_PUBLISHED: "the paper's published materials"}
     lines = ["# Every rule and the plausibility checks on the generated materials", "",
              f"`python benchmarks/table1_checks.py --runs {args.runs}`: the materials of the runs in "
              f"`{args.runs}/table1_runs` (as generated, no retraining) and the authors' own lists, mean ± std over "
              "seeds (runs). Ours = SMACT 2014 states on reduced formulas; the paper's rule = the authors' checker "
              "(unreduced amounts); icsd24 = commonly observed states; oxide rule = icsd24 with O −2 and no negative "
              "metal; plausible = oxide rule AND predicted E_f ≤ −0.5 eV/atom AND inside the domains of the "
-             "formation-energy and the task's predictors.", ""]
+             "formation-energy and the task's predictors. Methods are named by their run folders; what each ran "
+             "is recorded in its `result.json` (runs made before settings were recorded: see the `table1.md` "
+             "written with them).", ""]
     for task in TASKS:
         methods = [m for m in [*METHODS, PAPER_PUBLISHED] if (task.key, m) in summary.index]
         if not methods:
