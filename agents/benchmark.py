@@ -35,7 +35,6 @@ Methods (all see the same environment budget: ``(iterations + 1) x 100`` episode
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -48,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from oxide_env.files import atomic_save_figure, atomic_write_text
+from oxide_env.files import atomic_save_figure, atomic_write_text, read_json_dict
 from oxide_env.tasks import PLAUSIBLE_DESIGN
 
 PROPERTIES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
@@ -217,7 +216,7 @@ def _train_maskable_ppo(task: BenchTask, method: Method, seed: int, iterations: 
     path, done_path = directory / "model.zip", directory / "training.json"
     env = _ppo_env(task, method, PPO_ENVS, seed)
     model = MaskablePPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **PPO_SETTINGS)
-    done = _read_json(done_path) if resume else None
+    done = read_json_dict(done_path) if resume else None
     if done is not None and done.get("finished") and done.get("settings") == settings and path.is_file():
         try:
             model.set_parameters(str(path), exact_match=True, device="cpu")  # torch weights_only, never pickle
@@ -261,26 +260,18 @@ def _generate_with_env(model: Any, task: BenchTask, method: Method, n: int, seed
     return counts_to_formulas(np.stack(finals[:n]).astype(np.int64))
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _conflict(task: BenchTask, method: Method, seed: int, *, directory: Path, settings: dict[str, Any],
               iterations: int) -> str | None:
     """Why ``directory`` holds work of *other recorded* settings (``None``: reusable, absent or legacy)."""
     from agents.train import first_difference
 
-    cached = _read_json(directory / "result.json")
+    cached = read_json_dict(directory / "result.json")
     if cached is not None and "settings" in cached:
         diff = first_difference(cached["settings"], settings)
         if diff is not None:
             return f"{str(directory / 'result.json')!r} has {diff[0]}={diff[1]!r}, not {diff[2]!r}"
     elif cached is None and method.kind == "dqn":
-        cfg = _read_json(directory / "config.json")
+        cfg = read_json_dict(directory / "config.json")
         if cfg is not None and "format" in cfg:
             diff = first_difference(cfg, _agent_run(task, method, seed, iterations).settings())
             if diff is not None:
@@ -305,13 +296,13 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     say = log or (lambda message: None)
     settings = run_settings(task, method, seed, n=n, iterations=iterations, predictors=predictor_ids(models))
     result_path = directory / "result.json"
-    cached = _read_json(result_path)
+    cached = read_json_dict(result_path)
     if cached is not None and cached.get("settings") == settings:
         return cached
     conflict = _conflict(task, method, seed, directory=directory, settings=settings, iterations=iterations)
     if conflict is not None and not force:
         raise ValueError(f"{conflict}: rerun with the same settings, use another --out, or --force to redo it.")
-    cfg = _read_json(directory / "config.json") if method.kind == "dqn" else None
+    cfg = read_json_dict(directory / "config.json") if method.kind == "dqn" else None
     resume = conflict is None and cached is None and (cfg is None or "format" in cfg)
     if result_path.exists() or not resume:
         say(f"{str(directory)!r}: made with {'other' if conflict else 'unrecorded'} settings; running it again")
@@ -423,7 +414,7 @@ def paper_list_results(folder: Path, tasks: Sequence[BenchTask], out: Path, refe
             settings = {"paper_list": name, "sha256": hashlib.sha256(raw).hexdigest(),
                         "predictors": predictor_ids(models), "format": RESULT_FORMAT}
             result_path = out / "table1_runs" / task.key / PAPER_PUBLISHED / f"run{seed + 1}" / "result.json"
-            cached = _read_json(result_path)
+            cached = read_json_dict(result_path)
             if cached is None or cached.get("settings") != settings:
                 formulas = [line.strip() for line in raw.decode().splitlines() if line.strip()]
                 t0 = time.perf_counter()

@@ -34,6 +34,8 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
+from oxide_env.files import read_json_dict
+
 PAPER_ITERATIONS = 500
 EPISODES_PER_ITERATION = 100
 STEPS_PER_EPISODE = 5
@@ -148,14 +150,6 @@ def first_difference(stored: dict[str, Any], wanted: dict[str, Any]) -> tuple[st
     return None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -187,7 +181,7 @@ def load_checkpoint(path: Path, env: Any, settings: dict[str, Any], **load_kwarg
     from agents.dqn import ConstrainedDQN
     from agents.persistence import read_arrays, restore_training_state
 
-    meta = _read_json(path / "state.json")
+    meta = read_json_dict(path / "state.json")
     if meta is None or meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError("no readable state.json")
     if meta.get("settings") != settings:
@@ -355,7 +349,7 @@ def train_agent(run: AgentRun, out: str | Path | None = None, *, progress: bool 
     with DirectoryLock(directory):
         remove_stale_temporaries(directory)
         remove_stale_temporaries(directory / "checkpoints")
-        stored = _read_json(directory / "config.json")
+        stored = read_json_dict(directory / "config.json")
         if resume and stored is not None:
             diff = first_difference(stored, settings)
             if diff is not None and "format" not in stored:
@@ -377,7 +371,7 @@ def train_agent(run: AgentRun, out: str | Path | None = None, *, progress: bool 
         except ImportError:
             tb = None
 
-        done = _read_json(directory / "training.json") if resume else None
+        done = read_json_dict(directory / "training.json") if resume else None
         if done is not None and done.get("finished") and done.get("settings") == settings:
             try:
                 model = ConstrainedDQN.load(directory / "model.zip", env=build_env(run), tensorboard_log=tb)
@@ -439,7 +433,7 @@ def load_agent(directory: str | Path, *, allow_pickle: bool = False, **kwargs: A
     path = directory / "model.zip" if directory.is_dir() else directory
     if not path.is_file():
         raise ValueError(f"Invalid model {str(directory)[:200]!r}: no model.zip there; train one with `oxide-rl train`.")
-    cfg = _read_json(path.parent / "config.json")
+    cfg = read_json_dict(path.parent / "config.json")
     env = None
     if cfg is not None and isinstance(cfg.get("task"), str):
         env = make_oxide_vec_env(1, seed=cfg.get("seed"), task=cfg["task"], lam=cfg.get("lam"),

@@ -9,7 +9,6 @@ Usage:
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 
 

@@ -256,3 +256,16 @@ class DirectoryLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def read_json_dict(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or ``None`` if it is missing, unreadable, damaged or not an object.
+
+    For files this package writes atomically (results, configs, checkpoint metadata): a missing or
+    damaged one means "not finished", never an error.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from oxide_env.chemistry.elements import ELEMENTS, N_ELEMENTS
+from oxide_env.chemistry.elements import N_ELEMENTS
 from oxide_env.chemistry.features import as_amount_matrix
 
 __all__ = ["FormationHull"]
