@@ -98,9 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     # the folder names: what a run did is recorded in its result.json (the committed reference in
     # benchmarks/results predates recorded settings and the plausibility constraints; see its table1.md)
     labels = {**{k: f"`{k}`" for k in METHODS}, PAPER_PUBLISHED: "the paper's published materials"}
+    import os
+
+    runs = os.path.relpath(args.runs)
     lines = ["# Every rule and the plausibility checks on the generated materials", "",
-             f"`python benchmarks/table1_checks.py --runs {args.runs}`: the materials of the runs in "
-             f"`{args.runs}/table1_runs` (as generated, no retraining) and the authors' own lists, mean ± std over "
+             f"`python benchmarks/table1_checks.py --runs {runs}`: the materials of the runs in "
+             f"`{runs}/table1_runs` (as generated, no retraining) and the authors' own lists, mean ± std over "
              "seeds (runs). Ours = SMACT 2014 states on reduced formulas; the paper's rule = the authors' checker "
              "(unreduced amounts); icsd24 = commonly observed states; oxide rule = icsd24 with O −2 and no negative "
              "metal; plausible = oxide rule AND predicted E_f ≤ −0.5 eV/atom AND inside the domains of the "
