@@ -375,7 +375,8 @@ class RewardModel:
                 stds[name] = np.zeros(len(counts))
         return means, stds
 
-    def _constraint_flags(self, batch: np.ndarray, means: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _constraint_flags(self, batch: np.ndarray, means: Mapping[str, np.ndarray],
+                          features: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One boolean array per constraint flag (see :attr:`DesignConstraints.flag_names`)."""
         c = self.constraints
         flags: dict[str, np.ndarray] = {}
@@ -386,7 +387,7 @@ class RewardModel:
         for name, op, bound in c.properties:
             flags[property_flag(name, op, bound)] = means[name] <= bound if op == "<=" else means[name] >= bound
         if c.domain:
-            features = featurize(batch)
+            features = featurize(batch) if features is None else features
             inside = np.ones(len(batch), dtype=bool)
             for model in self.domain_models.values():
                 inside &= model.score_features(features) <= model.threshold
@@ -420,7 +421,11 @@ class RewardModel:
             uniq = list(dict.fromkeys(keys[i] for i in todo))
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
             batch = counts[[first[k] for k in uniq]]
-            means, stds = self._predict(batch)
+            # one featurization serves the predictors and the domain constraint
+            needs_features = bool(self.constraints.domain) or any(
+                hasattr(m, "members_from_features") for m in self.predictors.values())
+            features = featurize(batch) if needs_features else None
+            means, stds = self._predict(batch, features)
             neutral = charge_neutral(batch)
             balanced = electronegativity_balanced(batch)
             if self.task.fn is not None:
@@ -432,7 +437,7 @@ class RewardModel:
                     rewards = rewards - self.uncertainty_penalty * spread
             if self.invalid_penalty:
                 rewards = rewards - self.invalid_penalty * ((~neutral).astype(float) + (~balanced).astype(float))
-            flags = self._constraint_flags(batch, means) if self.constraints else {}
+            flags = self._constraint_flags(batch, means, features) if self.constraints else {}
             if flags:
                 rewards = np.where(flags["constraints_satisfied"], rewards, self.worst_reward())
             if not np.all(np.isfinite(rewards)):
