@@ -430,15 +430,21 @@ def _as_matrix(compositions: object, *, integer: bool) -> np.ndarray:
         if isinstance(x, (bytes, bytearray, memoryview, Mapping, Set)) or x is None:
             raise TypeError(f"Invalid compositions: item {describe(x)} is not a formula string or an amount row; "
                             f"{_EXPECTED}.")
-    try:
-        arr = np.asarray(items)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"Invalid compositions {describe(items)}: ragged or non-numeric rows ({exc}).") from None
-    if arr.dtype == object:
-        _object_array_error(arr, items)
+    arr = _as_array(items, "compositions")
     if arr.dtype.kind in "US":
         raise TypeError(f"Invalid compositions {describe(items)}: nested formula strings; {_EXPECTED}.")
     return _array_rows(arr, items, integer=integer)
+
+
+def _as_array(value: object, what: str) -> np.ndarray:
+    """``np.asarray(value)``; ragged rows raise ``ValueError``, object arrays as :func:`_object_array_error`."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"Invalid {what} {describe(value)}: ragged or non-numeric rows ({exc}).") from None
+    if arr.dtype == object:
+        _object_array_error(arr, value)
+    return arr
 
 
 def _object_array_error(arr: np.ndarray, value: object) -> None:
@@ -496,12 +502,7 @@ def validate_counts(counts: Sequence[int] | np.ndarray, *, allow_empty: bool = T
     elif isinstance(counts, (str, bytes, bytearray, Mapping, Set)) or counts is None or isinstance(counts, numbers.Number):
         raise TypeError(f"Invalid counts={describe(counts)}: expected an integer array of shape (80,) or (n, 80).")
     else:
-        try:
-            arr = np.asarray(counts)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"Invalid counts {describe(counts)}: ragged or non-numeric rows ({exc}).") from None
-        if arr.dtype == object:
-            _object_array_error(arr, counts)
+        arr = _as_array(counts, "counts")
     if arr.dtype.kind not in "biuf":
         if arr.dtype.kind == "c":
             raise TypeError(f"Invalid counts of dtype {arr.dtype}: complex numbers; counts must be integers.")
