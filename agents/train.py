@@ -23,7 +23,6 @@ checkpoint and two processes never write one folder. No file is ever unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -34,7 +33,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
-from oxide_env.files import read_json_dict
+from oxide_env.files import read_json_dict, sha256_file
 
 PAPER_ITERATIONS = 500
 EPISODES_PER_ITERATION = 100
@@ -150,14 +149,6 @@ def first_difference(stored: dict[str, Any], wanted: dict[str, Any]) -> tuple[st
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_checkpoint(model: Any, path: Path, settings: dict[str, Any], train_seconds: float) -> None:
     """Write one checkpoint folder atomically (see the module docstring)."""
     from agents.persistence import training_state, write_arrays
@@ -169,7 +160,7 @@ def save_checkpoint(model: Any, path: Path, settings: dict[str, Any], train_seco
     with atomic_directory(path) as tmp:
         model.save(tmp / "model.zip")
         write_arrays(tmp / "arrays.npz", arrays)
-        files = {name: _sha256(tmp / name) for name in ("model.zip", "arrays.npz")}
+        files = {name: sha256_file(tmp / name) for name in ("model.zip", "arrays.npz")}
         meta = {"format": CHECKPOINT_FORMAT, "settings": settings, "iteration": model.iteration,
                 "num_timesteps": model.num_timesteps, "train_seconds": train_seconds, "files": files,
                 "training": state}
@@ -189,7 +180,7 @@ def load_checkpoint(path: Path, env: Any, settings: dict[str, Any], **load_kwarg
     for name, digest in meta["files"].items():
         if not (path / name).is_file():
             raise ValueError(f"{name} is missing (a finished run's checkpoints keep only their model)")
-        if _sha256(path / name) != digest:
+        if sha256_file(path / name) != digest:
             raise ValueError(f"{name} is damaged (checksum mismatch)")
     model = ConstrainedDQN.load(path / "model.zip", env=env, **load_kwargs)
     restore_training_state(model, meta["training"], read_arrays(path / "arrays.npz"))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import itertools
 import json
 import lzma
@@ -47,6 +46,7 @@ import pandas as pd
 
 from oxide_env.chemistry.composition import counts_to_formula, formula_to_amounts
 from oxide_env.chemistry.elements import ELEMENT_INDEX, N_ELEMENTS
+from oxide_env.files import sha256_file
 from predictors.base import PREDICTOR_NAMES
 
 __all__ = [
@@ -199,12 +199,8 @@ class StepLog:
         return "\n".join(lines)
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_of = sha256_file
+"""Hex sha256 of a file (the provenance of the raw and curated tables)."""
 
 
 # --- formulas and reduced compositions ---------------------------------------------------
