@@ -88,13 +88,20 @@ def main(argv: list[str] | None = None) -> int:
                      "median_e_above_hull": m["median_e_above_hull"], "train_seconds": seconds,
                      "examples": " ".join(best)})
     df = pd.DataFrame(rows)
+    command = (f"python benchmarks/plausibility_tradeoff.py --task {args.task} --iterations {args.iterations} "
+               f"--seed {args.seed}")
+    if args.n != 1000:
+        command += f" --n {args.n}"
+    if args.settings != list(SETTINGS):
+        command += " --settings " + " ".join(f'"{name}"' for name in args.settings)
+    if args.out.resolve() != (Path(__file__).parent / "results").resolve():
+        command += f" --out {args.out}"
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "plausibility_tradeoff.csv", df.to_csv(index=False, float_format="%.3f"))
     lines = [
         f"# Plausible share vs shift ({args.task}, seed {args.seed}, {args.iterations} iterations, "
         f"{args.n} materials, no redraws)", "",
-        f"`python benchmarks/plausibility_tradeoff.py --task {args.task} --iterations {args.iterations} "
-        f"--seed {args.seed}`. Random baseline (seed {args.seed}): {random_metrics['pct_plausible']:.1f} % plausible.",
+        f"`{command}`. Random baseline (seed {args.seed}): {random_metrics['pct_plausible']:.1f} % plausible.",
         "", "| setting | % plausible | % unique (policy) | % novel | ElMD | shift (σ) | % oxide rule | % in domain "
         "| median E_hull | train (s) | plausible examples |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
