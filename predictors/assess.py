@@ -54,6 +54,7 @@ def assess(
         ``(metrics, checks)``: the dict of :func:`~oxide_env.chemistry.metrics.evaluate` and
         the per-design arrays of :func:`~oxide_env.chemistry.metrics.design_checks`.
     """
+    from oxide_env.chemistry.composition import as_count_matrix
     from oxide_env.chemistry.metrics import design_checks, summarize_checks
     from predictors.base import load
     from predictors.data import known_hull, training_keys
@@ -62,6 +63,7 @@ def assess(
     models = [load(name) for name in PREDICTOR_NAMES]
     domains = [load_domain(name) for name in domain_names(domain_properties)]
     hull = known_hull()
-    checks = design_checks(formulas, predictors=models, hull=hull, domains=domains)
-    metrics = summarize_checks(formulas, checks, reference=training_keys() if novelty else None)
+    generated = as_count_matrix(formulas)  # parsed once for the checks and the summary
+    checks = design_checks(generated, predictors=models, hull=hull, domains=domains)
+    metrics = summarize_checks(generated, checks, reference=training_keys() if novelty else None)
     return metrics, checks

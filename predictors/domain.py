@@ -30,7 +30,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,11 @@ class DomainModel:
     threshold: float
     metadata: dict
 
+    @cached_property
+    def _reference_norms(self) -> np.ndarray:
+        # squared norms of the training rows, computed once (every terminal batch of an env scores)
+        return np.einsum("ij,ij->i", self.reference, self.reference)
+
     def project(self, features: np.ndarray) -> np.ndarray:
         z = (np.asarray(features, dtype=np.float64) - self.mean) / self.std
         return (z @ self.components).astype(np.float32)
@@ -73,8 +78,7 @@ class DomainModel:
         ``exclude_self`` skips the nearest match (for queries that are training rows).
         """
         q = self.project(features)
-        ref = self.reference
-        ref_norm = np.einsum("ij,ij->i", ref, ref)
+        ref, ref_norm = self.reference, self._reference_norms
         out = np.empty(len(q))
         for start in range(0, len(q), _BLOCK):
             b = q[start : start + _BLOCK]

@@ -282,10 +282,11 @@ def evaluate(
         >>> m["pct_charge_neutral"], m["pct_charge_neutral_paper_rule"], m["pct_oxide_rule"]
         (80.0, 60.0, 80.0)
     """
+    generated = as_count_matrix(formulas)  # parsed once for the checks and the summary
     checks = design_checks(
-        formulas, predictors=predictors, hull=hull, domains=domains, formation_energy_max=formation_energy_max
+        generated, predictors=predictors, hull=hull, domains=domains, formation_energy_max=formation_energy_max
     )
-    return summarize_checks(formulas, checks, reference=reference, formation_energy_max=formation_energy_max)
+    return summarize_checks(generated, checks, reference=reference, formation_energy_max=formation_energy_max)
 
 
 def summarize_checks(
