@@ -13,7 +13,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from oxide_env.cli import main as cli_main
+    from agents.cli import main as cli_main
 
     return cli_main(["benchmark", "table1", *(sys.argv[1:] if argv is None else argv)])
 

@@ -38,7 +38,7 @@ def test_goal_status_names_what_is_missed():
 
 
 def test_cli_choices_match_the_benchmark():
-    from oxide_env.cli import build_parser
+    from agents.cli import build_parser
 
     args = build_parser().parse_args(["benchmark", "table1"])
     assert args.tasks == list(TASKS_BY_KEY) and args.methods == list(METHODS)
@@ -97,7 +97,7 @@ def test_script_has_help():
 
 def test_only_written_figures_are_announced_and_linked(tmp_path, capsys):
     """No λ task: no pareto.png, and neither the report nor the CLI mentions one."""
-    from oxide_env.cli import main
+    from agents.cli import main
 
     assert benchmark.figure_names([TASKS_BY_KEY["sintering_bulk_250"]], ["random"]) == []
     assert benchmark.figure_names([TASKS_BY_KEY["sintering_bulk_250"]], ["paper_dqn"]) == ["pareto.png"]

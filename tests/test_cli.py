@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from oxide_env.cli import main, read_formulas
+from agents.cli import main, read_formulas
 
 
 def test_help_for_every_command(capsys):
@@ -153,6 +153,6 @@ def test_genuine_bugs_keep_their_traceback(monkeypatch):
 
 def test_cli_predictor_names_match_the_package():
     import predictors
-    from oxide_env import cli
+    from agents import cli
 
     assert cli.PREDICTOR_NAMES == predictors.PREDICTOR_NAMES

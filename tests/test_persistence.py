@@ -15,7 +15,7 @@ import torch
 from agents.dqn import ConstrainedDQN
 from agents.vec_env import make_oxide_vec_env
 from oxide_env import files
-from oxide_env.cli import main
+from agents.cli import main
 
 torch.set_num_threads(1)
 
@@ -233,7 +233,7 @@ def test_cli_train_out_onto_a_file_is_one_line(tmp_path, capsys):
 
 
 def test_cli_train_documents_the_lam_default():
-    from oxide_env.cli import build_parser
+    from agents.cli import build_parser
 
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert "default 125" in text and "--restart" in text and "--checkpoint-every" in text
