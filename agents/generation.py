@@ -16,57 +16,43 @@ from typing import Any
 import numpy as np
 import torch
 
-from oxide_env.chemistry.completion import completable_actions, hard_rule_mask_of
 from oxide_env.chemistry.composition import counts_to_formulas
-from oxide_env.chemistry.elements import N_ELEMENTS, OXYGEN_INDEX
-from oxide_env.chemistry.features import featurize
-from oxide_env.env import N_ACTIONS, N_COUNTS, N_STEPS
+from oxide_env.chemistry.elements import N_ELEMENTS
+from oxide_env.chemistry.episode import N_ACTIONS, N_STEPS
+from oxide_env.core import EpisodeBatch
 from oxide_env.files import atomic_write_text
-from oxide_env.normalization import normalize_features
 
 
-def hard_rule_masks(counts: np.ndarray, step: int) -> np.ndarray:
-    """Hard-rule masks of a batch of states at the same step, bool ``(n, 800)``."""
-    has_other = np.delete(counts, OXYGEN_INDEX, axis=1).sum(axis=1) > 0
-    return np.where(has_other[:, None], hard_rule_mask_of(True, step), hard_rule_mask_of(False, step))
-
-
-def observations(counts: np.ndarray, step: int, normalize: bool = False) -> np.ndarray:
-    """The environment's observations of a batch of states at the same step, ``(n, 150)``.
-
-    ``normalize``: as the environment's ``normalize_observations=True``.
-    """
-    obs = np.zeros((counts.shape[0], 145 + N_STEPS), dtype=np.float32)
-    nonempty = counts.any(axis=1)
-    if nonempty.any():
-        obs[nonempty, :145] = featurize(counts[nonempty])
-    if normalize:
-        obs[:, :145] = normalize_features(obs[:, :145])
-    if step < N_STEPS:
-        obs[:, 145 + step] = 1.0
-    return obs
+def _choose(model: Any, obs: np.ndarray, masks: np.ndarray, generator: torch.Generator,
+            rows: np.ndarray) -> np.ndarray:
+    """The policy's actions (top-n% sampling, no epsilon); ``obs``/``masks`` of distinct states, ``rows`` maps."""
+    policy = model.policy
+    device = policy.device
+    obs_t = torch.as_tensor(obs, device=device, dtype=torch.float32)
+    masks_t = torch.as_tensor(masks, device=device)
+    rows_t = torch.as_tensor(rows, device=device, dtype=torch.long)
+    with torch.no_grad():
+        try:
+            actions = policy._predict(obs_t, deterministic=False, action_masks=masks_t, generator=generator,
+                                      rows=rows_t)
+        except TypeError:  # TEMPORARY until the policy's _predict takes masks (issue 11, in progress)
+            return model._act(obs, masks, deterministic=False, epsilon=0.0, generator=generator, inverse=rows)
+    return actions.cpu().numpy()
 
 
 def _play(model: Any, m: int, generator: torch.Generator, exact_masks: str | None,
           normalize: bool = False) -> np.ndarray:
-    """Final compositions ``(m, 80)`` of ``m`` episodes advanced together."""
-    counts = np.zeros((m, N_ELEMENTS), dtype=np.int64)
+    """Final compositions ``(m, 80)`` of ``m`` episodes played together on the episode core."""
+    batch = EpisodeBatch(m, None, exact_masks=exact_masks, normalize_observations=normalize)
     history = np.zeros(m, dtype=np.int64)  # one id per distinct action sequence
-    for step in range(N_STEPS):
-        # many episodes share a state (all of them at step 0): score each distinct state once
+    for _ in range(N_STEPS):
+        # many episodes share a state (all of them at step 0): the policy scores each distinct state once
         _, first, inverse = np.unique(history, return_index=True, return_inverse=True)
-        states = counts[first]
-        masks = hard_rule_masks(states, step)
-        if exact_masks is not None:
-            for i in range(states.shape[0]):
-                exact = masks[i] & completable_actions(states[i], step, exact_masks)
-                if exact.any():
-                    masks[i] = exact
-        actions = model._act(observations(states, step, normalize), masks, deterministic=False, epsilon=0.0,
-                             generator=generator, inverse=inverse.reshape(-1))
-        np.add.at(counts, (np.arange(m), actions // N_COUNTS), actions % N_COUNTS)
-        history = inverse.reshape(-1) * N_ACTIONS + actions
-    return counts
+        inverse = inverse.reshape(-1)
+        actions = _choose(model, batch.obs[first], batch.masks[first], generator, inverse)
+        batch.step(actions)
+        history = inverse * N_ACTIONS + actions
+    return batch.counts.copy()
 
 
 def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: int = 4096,
@@ -75,7 +61,7 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
     """Final compositions ``(n, 80)`` of ``n`` episodes played by ``model``'s policy.
 
     Args:
-        model: a :class:`~agents.dqn.ConstrainedDQN` (anything with ``_act``).
+        model: a :class:`~agents.dqn.ConstrainedDQN` (its policy's ``_predict`` chooses the actions).
         n: number of materials.
         seed: seed of the sampling generator (same seed, same list).
         batch_size: episodes advanced together.

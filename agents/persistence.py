@@ -231,34 +231,41 @@ def _sub_envs(venv: Any) -> list[Any]:
     return list(getattr(venv, "envs", []))
 
 
+def _cores(venv: Any) -> list[Any]:
+    """The episode cores (:class:`oxide_env.core.EpisodeBatch`) behind a VecEnv: its own or its copies'."""
+    core = getattr(venv, "core", None)
+    if core is not None:
+        return [core]
+    return [c for env in _sub_envs(venv) if (c := getattr(env.unwrapped, "_core", None)) is not None]
+
+
 def at_episode_boundary(model: Any) -> bool:
     """True when every copy of the environment has just been reset (step 0 of an episode)."""
-    venv = model.get_env()
-    envs = _sub_envs(venv)
-    if not envs:
-        return False
-    return all(getattr(env.unwrapped, "step_index", None) == 0 for env in envs)
+    cores = _cores(model.get_env())
+    return bool(cores) and all(bool((c.steps == 0).all() and not c.done.any()) for c in cores)
 
 
-def _rewarders(model: Any) -> list[Any]:
+def _rewarders(model_or_env: Any) -> list[Any]:
+    venv = model_or_env.get_env() if hasattr(model_or_env, "get_env") else model_or_env
     out, seen = [], set()
-    for env in _sub_envs(model.get_env()):
-        rewarder = getattr(env.unwrapped, "rewarder", None)
-        if rewarder is not None and hasattr(rewarder, "cache_state") and id(rewarder._cache) not in seen:
-            seen.add(id(rewarder._cache))
+    for core in _cores(venv):
+        rewarder = core.reward_model
+        if hasattr(rewarder, "cache_state") and id(rewarder) not in seen:
+            seen.add(id(rewarder))
             out.append(rewarder)
     return out
 
 
 def clear_reward_caches(model_or_env: Any) -> None:
     """Empty the reward caches of an env (or a model's env): the run then does not depend on earlier runs."""
-    venv = model_or_env.get_env() if hasattr(model_or_env, "get_env") else model_or_env
-    seen = set()
-    for env in _sub_envs(venv):
-        rewarder = getattr(env.unwrapped, "rewarder", None)
-        if rewarder is not None and hasattr(rewarder, "clear_cache") and id(rewarder._cache) not in seen:
-            seen.add(id(rewarder._cache))
-            rewarder.clear_cache()
+    for rewarder in _rewarders(model_or_env):
+        rewarder.clear_cache()
+
+
+def _spaces_of(venv: Any) -> list[Any]:
+    """Objects whose ``np_random`` and spaces' generators are part of a run's state."""
+    envs = _sub_envs(venv)
+    return [env.unwrapped for env in envs] if envs else [venv]
 
 
 _BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts",
@@ -272,11 +279,11 @@ def training_state(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """
     arrays: dict[str, np.ndarray] = {}
     venv = model.get_env()
-    envs = _sub_envs(venv)
+    envs = _spaces_of(venv)
     state: dict[str, Any] = {
         "python_random": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
         "numpy_random": None,
-        "envs": [{"np_random": _generator_state(env.unwrapped._np_random),
+        "envs": [{"np_random": _generator_state(getattr(env, "_np_random", None)),
                   "action_space": _generator_state(env.action_space._np_random),
                   "observation_space": _generator_state(env.observation_space._np_random)} for env in envs],
         "model_action_space": _generator_state(model.action_space._np_random),
@@ -323,7 +330,7 @@ def restore_training_state(model: Any, state: dict[str, Any], arrays: dict[str, 
         ValueError: the state does not fit this model (other buffer or env sizes, other start state).
     """
     venv = model.get_env()
-    envs = _sub_envs(venv)
+    envs = _spaces_of(venv)
     if len(envs) != len(state["envs"]):
         raise ValueError(f"the checkpoint has {len(state['envs'])} envs, this run {len(envs)}")
     obs = venv.reset()
@@ -355,7 +362,7 @@ def restore_training_state(model: Any, state: dict[str, Any], arrays: dict[str, 
         if cache:
             rewarder.restore_cache(cache)
     for env, s in zip(envs, state["envs"]):
-        _set_generator_state(env.unwrapped._np_random, s["np_random"])
+        _set_generator_state(getattr(env, "_np_random", None), s["np_random"])
         _set_generator_state(env.action_space._np_random, s["action_space"])
         _set_generator_state(env.observation_space._np_random, s["observation_space"])
     _set_generator_state(model.action_space._np_random, state["model_action_space"])

@@ -36,4 +36,7 @@ __version__ = "0.1.0"
 
 from gymnasium.envs.registration import register  # noqa: E402
 
-register(id="OxideComposition-v0", entry_point="oxide_env.env:OxideCompositionEnv")
+# The factories build the reward model from the shipped predictors; oxide_env itself never
+# imports the predictors package (gymnasium resolves these strings when an env is made).
+register(id="OxideComposition-v0", entry_point="predictors.envs:make_env",
+         vector_entry_point="predictors.envs:make_vector_env")

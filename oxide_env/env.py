@@ -2,65 +2,20 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from oxide_env.chemistry.checks import check_number
-from oxide_env.chemistry.completion import completable_actions, hard_rule_mask_of
 from oxide_env.chemistry.composition import counts_to_formula
-from oxide_env.chemistry.elements import ELEMENTS, MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
-from oxide_env.chemistry.features import N_FEATURES, feature_bounds, featurize_one
-from oxide_env.normalization import normalize_features
-from oxide_env.tasks import MAX_REWARD, RewardModel, Task, make_task
+from oxide_env.chemistry.elements import ELEMENTS, OXYGEN_INDEX
+from oxide_env.chemistry.episode import N_ACTIONS, N_COUNTS, N_STEPS, OBS_DIM, decode_actions
+from oxide_env.core import EpisodeBatch, ExactMask, Oracle, observation_space
 
-N_STEPS = 5
-N_COUNTS = MAX_COUNT + 1
-N_ACTIONS = N_ELEMENTS * N_COUNTS
-OBS_DIM = N_FEATURES + N_STEPS
-ExactMask = Literal["charge_neutral", "electronegativity_balanced"]
-Oracle = Callable[[np.ndarray, np.ndarray], np.ndarray]
-_ALL_ACTIONS = np.arange(N_ACTIONS)
-
-
-class _StateCache:
-    """Memoised (features, formula) of (partial) compositions; most states repeat across episodes."""
-
-    def __init__(self, size: int = 200_000) -> None:
-        self.size = size
-        self.store: OrderedDict[bytes, tuple[np.ndarray, str]] = OrderedDict()
-
-    def __call__(self, counts: np.ndarray) -> tuple[np.ndarray, str]:
-        key = counts.tobytes()
-        hit = self.store.get(key)
-        if hit is None:
-            hit = (featurize_one(counts).astype(np.float32), counts_to_formula(counts))
-            self.store[key] = hit
-            if len(self.store) > self.size:
-                self.store.popitem(last=False)
-        return hit
-
-
-_STATES = _StateCache()
-
-
-def observation(counts: np.ndarray, step: int) -> np.ndarray:
-    """The 150-dim observation: 145 Magpie features then a one-hot of the step (all zeros at the end)."""
-    obs = np.zeros(OBS_DIM, dtype=np.float32)
-    obs[:N_FEATURES] = _STATES(counts)[0]
-    if step < N_STEPS:
-        obs[N_FEATURES + step] = 1.0
-    return obs
-
-
-def decode_action(action: int) -> tuple[int, int]:
-    """``action -> (element_index, count)``: ``action = 10 * element_index + count``."""
-    return divmod(int(action), N_COUNTS)
+__all__ = ["N_ACTIONS", "N_COUNTS", "N_STEPS", "OBS_DIM", "OxideCompositionEnv", "render_rgb"]
 
 
 CELL_PIXELS = 12
@@ -183,7 +138,14 @@ class OxideCompositionEnv(gym.Env):
     ``gym.make("OxideComposition-v0", task="bulk_modulus", lam=None, predictors=None,
     constraint_oracles=None, oracle_threshold=0.5, exact_masks=None, invalid_penalty=0.0,
     uncertainty_penalty=0.0, invalid_action_reward=None, normalize_observations=False, constraints=None,
-    domain_models=None, render_mode=None)``
+    domain_models=None, reward_model=None, render_mode=None)``
+
+    ``gym.make`` builds the reward model (the reward's arguments ``task`` ... ``domain_models`` below)
+    from the shipped predictors (:func:`predictors.envs.make_env`); the class itself takes a ready
+    one: ``OxideCompositionEnv(reward_model, exact_masks=..., ...)`` with any object that has
+    ``evaluate(counts (n, 80)) -> RewardBatch`` and ``worst_reward()``
+    (:class:`oxide_env.tasks.RewardModel`). ``gym.make_vec("OxideComposition-v0", num_envs=N, ...)``
+    gives the native vector env (:class:`oxide_env.vector.OxideCompositionVectorEnv`).
 
     * ``task``: a preset (``formation_energy``, ``bulk_modulus``, ``shear_modulus``,
       ``sintering_temperature``, ``sintering_bulk``), a ``{predictor: weight}`` dict, or a
@@ -232,163 +194,74 @@ class OxideCompositionEnv(gym.Env):
 
     def __init__(
         self,
-        task: str | Mapping[str, float] | Task | Callable[[np.ndarray], np.ndarray] = "bulk_modulus",
+        reward_model: Any,
         *,
-        lam: float | None = None,
-        predictors: Mapping[str, Any] | None = None,
         constraint_oracles: Oracle | Sequence[Oracle] | None = None,
         oracle_threshold: float = 0.5,
         exact_masks: ExactMask | None = None,
-        invalid_penalty: float = 0.0,
-        uncertainty_penalty: float = 0.0,
         invalid_action_reward: float | None = None,
         normalize_observations: bool = False,
-        constraints: Mapping[str, Any] | None = None,
-        domain_models: Mapping[str, Any] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if exact_masks not in (None, "charge_neutral", "electronegativity_balanced"):
-            raise ValueError(f"Invalid exact_masks={exact_masks!r}; choose None, 'charge_neutral' "
-                             "or 'electronegativity_balanced'.")
-        if constraint_oracles is None:
-            oracles: tuple[Oracle, ...] = ()
-        elif callable(constraint_oracles):
-            oracles = (constraint_oracles,)
-        elif isinstance(constraint_oracles, Sequence) and all(callable(o) for o in constraint_oracles):
-            oracles = tuple(constraint_oracles)
-        else:
-            raise ValueError(f"Invalid constraint_oracles={constraint_oracles!r}: expected a callable "
-                             "oracle(obs, actions) -> probabilities, or a list of them.")
-        check_number(oracle_threshold, "oracle_threshold", minimum=0, maximum=1)
-        self.task = make_task(task, lam=lam)
-        self.rewarder = RewardModel(self.task, predictors, invalid_penalty=invalid_penalty,
-                                    uncertainty_penalty=uncertainty_penalty, constraints=constraints,
-                                    domain_models=domain_models)
-        if invalid_action_reward is None:
-            invalid_action_reward = self.rewarder.worst_reward()
-        else:
-            check_number(invalid_action_reward, "invalid_action_reward", minimum=-MAX_REWARD, maximum=MAX_REWARD)
-        self.invalid_action_reward = float(invalid_action_reward)
-        self.oracles = oracles
-        self.oracle_threshold = float(oracle_threshold)
-        self.exact_masks = exact_masks
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"Invalid render_mode={render_mode!r}; choose None, 'ansi' or 'rgb_array'.")
         self.render_mode = render_mode
-        if not isinstance(normalize_observations, (bool, np.bool_)):
-            raise ValueError(f"Invalid normalize_observations={normalize_observations!r}: expected True or False.")
-        self.normalize_observations = bool(normalize_observations)
+        self._core = EpisodeBatch(1, reward_model, exact_masks=exact_masks, constraint_oracles=constraint_oracles,
+                                  oracle_threshold=oracle_threshold, invalid_action_reward=invalid_action_reward,
+                                  normalize_observations=normalize_observations)
+        self.reward_model = reward_model
+        self.task = getattr(reward_model, "task", None)
+        self.exact_masks = exact_masks
+        self.normalize_observations = self._core.normalize_observations
+        self.invalid_action_reward = self._core.invalid_action_reward
         self.action_space = spaces.Discrete(N_ACTIONS)
-        low, high = feature_bounds(max_elements=N_STEPS)
-        if self.normalize_observations:  # the same float32 map as the observations, so bounds hold exactly
-            low, high = normalize_features(low), normalize_features(high)
-        self.observation_space = spaces.Box(
-            low=np.concatenate([low, np.zeros(N_STEPS)]).astype(np.float32),
-            high=np.concatenate([high, np.ones(N_STEPS)]).astype(np.float32),
-            dtype=np.float32,
-        )
-        self.counts = np.zeros(N_ELEMENTS, dtype=np.int64)
-        self.step_index = 0
-        self._obs = self._observe()
-        self._hard_mask = hard_rule_mask_of(False, 0)
-        self._mask = self._hard_mask.copy()
-        self._mask_fallback = False
+        self.observation_space = observation_space(self.normalize_observations)
         self._last_action: int | None = None
-        self._done = False
 
-    def _observe(self) -> np.ndarray:
-        obs = observation(self.counts, self.step_index)
-        if self.normalize_observations:
-            obs[:N_FEATURES] = normalize_features(obs[:N_FEATURES])
-        return obs
+    # ------------------------------------------------------------------ state (views of the core's row 0)
+    @property
+    def counts(self) -> np.ndarray:
+        """The composition so far, ``int64 (80,)``."""
+        return self._core.counts[0]
 
-    # ------------------------------------------------------------------ masks
-    def _compute_masks(self) -> None:
-        if self.step_index >= N_STEPS:
-            self._hard_mask = np.zeros(N_ACTIONS, dtype=bool)
-            self._mask = self._hard_mask.copy()
-            self._mask_fallback = False
-            return
-        has_other = bool(self.counts.sum() > self.counts[OXYGEN_INDEX])
-        mask = hard_rule_mask_of(has_other, self.step_index)
-        self._hard_mask = mask
-        fallback = False
-        if self.exact_masks is not None:
-            exact = mask & completable_actions(self.counts, self.step_index, self.exact_masks)
-            if exact.any():
-                mask = exact
-            else:
-                fallback = True
-        for oracle in self.oracles:
-            p = np.asarray(oracle(self._obs, _ALL_ACTIONS), dtype=np.float64).reshape(-1)
-            if p.shape != (N_ACTIONS,):
-                raise ValueError(f"A constraint oracle returned shape {p.shape}; expected (800,).")
-            allowed = mask & (p >= self.oracle_threshold)
-            if allowed.any():
-                mask = allowed
-            else:
-                fallback = True
-        self._mask = mask
-        self._mask_fallback = fallback
+    @property
+    def step_index(self) -> int:
+        """Actions taken in this episode (5 at its end)."""
+        return int(self._core.steps[0])
 
     def action_masks(self) -> np.ndarray:
         """Allowed actions of the current state, ``bool (800,)`` (sb3-contrib's contract)."""
-        return self._mask.copy()
+        return self._core.masks[0].copy()
 
     # ------------------------------------------------------------------ API
     def _info(self) -> dict[str, Any]:
+        core = self._core
         return {
-            "composition": self.counts.copy(),
-            "formula": _STATES(self.counts)[1],
-            "step": self.step_index,
-            "action_mask": self._mask.copy(),
-            "mask_fallback": self._mask_fallback,
+            "composition": core.counts[0].copy(),
+            "formula": counts_to_formula(core.counts[0]),
+            "step": int(core.steps[0]),
+            "action_mask": core.masks[0].copy(),
+            "mask_fallback": bool(core.fallback[0]),
         }
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.counts = np.zeros(N_ELEMENTS, dtype=np.int64)
-        self.step_index = 0
+        self._core.reset()
         self._last_action = None
-        self._done = False
-        self._obs = self._observe()
-        self._compute_masks()
-        return self._obs.copy(), self._info()
+        return self._core.obs[0].copy(), self._info()
 
     def step(self, action):
-        if self._done:
+        if self._core.done[0]:
             raise RuntimeError("step() called on a finished episode; call reset() first.")
         if not self.action_space.contains(action):
             raise ValueError(f"Invalid action={action!r}: expected an integer in [0, 800).")
-        action = int(action)
-        self._last_action = action
-        if not self._hard_mask[action]:
-            self._done = True
-            self._mask = np.ones(N_ACTIONS, dtype=bool)  # finished: nothing to choose, never all-false
-            info = self._info()
-            info.update(invalid_action=True, masked_action=True)
-            return self._obs.copy(), self.invalid_action_reward, True, False, info
-        masked = not self._mask[action]
-        element, count = decode_action(action)
-        self.counts[element] += count
-        self.step_index += 1
-        terminated = self.step_index == N_STEPS
-        self._obs = self._observe()
-        reward = 0.0
-        extra: dict[str, Any] = {"invalid_action": False, "masked_action": masked}
-        if terminated:
-            self._done = True
-            value, props, stds, neutral, balanced, flags = self.rewarder.evaluate(self.counts[None])[0]
-            reward = value
-            extra.update(charge_neutral=neutral, electronegativity_balanced=balanced,
-                         properties=props, property_std=stds, **flags)
-            self._mask = np.ones(N_ACTIONS, dtype=bool)  # terminal: nothing to choose
-            self._mask_fallback = False
-        else:
-            self._compute_masks()
+        self._last_action = int(action)
+        result = self._core.step(np.array([int(action)]))
         info = self._info()
-        info.update(extra)
-        return self._obs.copy(), float(reward), terminated, False, info
+        info.update(invalid_action=bool(result.invalid[0]), masked_action=bool(result.masked[0]))
+        if result.terminal is not None:
+            info.update(result.terminal.row(0))
+        return self._core.obs[0].copy(), float(result.rewards[0]), bool(result.terminated[0]), False, info
 
     def render(self) -> str | np.ndarray | None:
         """``"ansi"``: a line of text; ``"rgb_array"``: an image (see :func:`render_rgb`); else ``None``."""
@@ -399,6 +272,6 @@ class OxideCompositionEnv(gym.Env):
         formula = counts_to_formula(self.counts) or "(empty)"
         last = ""
         if self._last_action is not None:
-            element, count = decode_action(self._last_action)
+            element, count = (int(x) for x in decode_actions(self._last_action))
             last = f" | last action: {ELEMENTS[element]} x{count}"
         return f"step {self.step_index}/{N_STEPS}: {formula}{last}"

@@ -52,10 +52,6 @@ MAX_REWARD = 1e30
 """Largest absolute reward on the probe batch (float32 overflows at 3.4e38)."""
 PROBE_FORMULAS = ("MgO", "Al2O3", "BaTiO3")
 """Compositions every predictor and callable task is run on once when a reward model is built."""
-_SHARED_CACHES: dict[tuple, OrderedDict] = {}
-_PROBED: dict[tuple, tuple] = {}
-"""Reward models (by cache key) whose predictors passed the probe; the values keep the task
-callable and predictors alive, so their ids in the key cannot be reused by other objects."""
 
 
 @dataclass(frozen=True)
@@ -227,17 +223,52 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
                              novel=flags["novel"])
 
 
-class RewardModel:
-    """Batched terminal rewards with property predictions, validity flags and a cache.
+@dataclass(frozen=True)
+class RewardBatch:
+    """Terminal results of a batch of ``n`` final compositions (:meth:`RewardModel.evaluate`).
 
-    One featurization is shared by all predictors; results are memoised per composition
-    (most generated compositions repeat during training).
+    Attributes:
+        rewards: ``(n,)`` float64, constraints and shaping applied.
+        properties: ``name -> (n,)`` predicted (ensemble-mean) values of every predictor.
+        property_std: ``name -> (n,)`` ensemble std (0 for plain callables).
+        charge_neutral, electronegativity_balanced: ``(n,)`` bool, SMACT 2014 rule on the reduced formula.
+        flags: ``flag -> (n,)`` bool per design constraint and ``constraints_satisfied`` (empty without
+            constraints).
+    """
+
+    rewards: np.ndarray
+    properties: dict[str, np.ndarray]
+    property_std: dict[str, np.ndarray]
+    charge_neutral: np.ndarray
+    electronegativity_balanced: np.ndarray
+    flags: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    def row(self, i: int) -> dict[str, Any]:
+        """The terminal ``info`` entries of composition ``i`` (plain Python values)."""
+        return {"charge_neutral": bool(self.charge_neutral[i]),
+                "electronegativity_balanced": bool(self.electronegativity_balanced[i]),
+                "properties": {n: float(v[i]) for n, v in self.properties.items()},
+                "property_std": {n: float(v[i]) for n, v in self.property_std.items()},
+                **{n: bool(v[i]) for n, v in self.flags.items()}}
+
+
+class RewardModel:
+    """Batched terminal rewards with property predictions, validity flags and a memo.
+
+    The environment's reward is injected: it calls :meth:`evaluate` on a batch of final
+    compositions (one batch per vector step in the vector envs). One featurization is shared by
+    all predictors; results are memoised per composition (most generated compositions repeat
+    during training). The memo belongs to this object: envs that share a reward model share it.
+    ``predictors.envs.reward_model`` builds one with the shipped predictors.
 
     Args:
         task: the :class:`Task`.
-        predictors: ``name -> predictor`` (objects of the ``predictors`` package, or callables
-            ``counts -> values``). Default: the shipped predictors, all four (every terminal
-            ``info`` reports all four properties).
+        predictors: ``name -> predictor`` (objects of the ``predictors`` package, with
+            ``members_from_features``, or callables ``counts -> values``). Every terminal ``info``
+            reports all of them; a task's terms and property constraints need theirs.
         invalid_penalty: subtracted when the final composition is not charge neutral (and again
             when not electronegativity balanced). 0 = the paper's setting.
         uncertainty_penalty: subtract ``uncertainty_penalty * sum(|w| * std)`` over the task's
@@ -246,69 +277,81 @@ class RewardModel:
         constraints: terminal :class:`DesignConstraints` (or the dict of :func:`make_constraints`). A
             design that breaks one gets :meth:`worst_reward` instead of its task reward; each
             constraint's flag and ``constraints_satisfied`` are returned with the reward.
-        domain_models: ``name -> model`` with ``score_features(features)`` and ``threshold``
-            (default: the shipped ``predictors.domain.load_domain(name)``), for ``in_domain``.
+        domain_models: ``name -> model`` with ``score_features(features)`` and ``threshold`` (e.g.
+            ``predictors.domain.load_domain(name)``), needed for ``in_domain``.
+        known_compositions: reduced-composition keys
+            (:func:`oxide_env.chemistry.metrics.composition_keys`) of the known compounds, needed
+            for ``novel`` (e.g. ``predictors.data.training_keys()``).
+
+    Example:
+        >>> import numpy as np
+        >>> from oxide_env.chemistry.composition import formulas_to_counts
+        >>> model = RewardModel(make_task({"bulk_modulus": 1.0}),
+        ...                     {"bulk_modulus": lambda counts: counts.sum(axis=1).astype(float)})
+        >>> model.evaluate(formulas_to_counts(["MgO", "Al2O3"])).rewards
+        array([2., 5.])
     """
 
-    def __init__(self, task: Task, predictors: Mapping[str, Any] | None = None, *,
+    def __init__(self, task: Task, predictors: Mapping[str, Any], *,
                  invalid_penalty: float = 0.0, uncertainty_penalty: float = 0.0,
                  cache_size: int = 200_000, constraints: Mapping[str, Any] | DesignConstraints | None = None,
-                 domain_models: Mapping[str, Any] | None = None) -> None:
+                 domain_models: Mapping[str, Any] | None = None,
+                 known_compositions: frozenset | set | None = None) -> None:
         for name, value in (("invalid_penalty", invalid_penalty), ("uncertainty_penalty", uncertainty_penalty)):
             check_number(value, name, minimum=0, maximum=MAX_WEIGHT)
         check_number(cache_size, "cache_size", integer=True, minimum=0)
         if not isinstance(task, Task):
             raise TypeError(f"Invalid task={describe(task)}: expected a Task (see make_task).")
+        if not isinstance(predictors, Mapping):
+            raise TypeError(f"Invalid predictors={describe(predictors)}: expected a dict name -> predictor "
+                            "(predictors.envs.reward_model builds one with the shipped models).")
         self.task = task
-        if predictors is None:
-            import predictors as _predictors
-
-            predictors = {name: _predictors.load(name) for name in PREDICTOR_NAMES}
-        else:
-            unknown = [n for n in predictors if n not in PREDICTOR_NAMES]
-            if unknown:
-                raise ValueError(f"Unknown predictor {unknown[0]!r}; choose from {', '.join(PREDICTOR_NAMES)}.")
-            missing = [n for n in task.property_names if n not in predictors]
-            if missing:
-                raise ValueError(f"Task {task.name!r} needs predictor {missing[0]!r}, which was not given.")
-            for name, model in predictors.items():
-                if not (hasattr(model, "members_from_features") or callable(model)):
-                    raise TypeError(
-                        f"Invalid predictor {name!r}={describe(model)}: expected a predictors.Predictor or a "
-                        "callable counts (n, 80) -> values (n,)."
-                    )
+        unknown = [n for n in predictors if n not in PREDICTOR_NAMES]
+        if unknown:
+            raise ValueError(f"Unknown predictor {unknown[0]!r}; choose from {', '.join(PREDICTOR_NAMES)}.")
+        missing = [n for n in task.property_names if n not in predictors]
+        if missing:
+            raise ValueError(f"Task {task.name!r} needs predictor {missing[0]!r}, which was not given.")
+        for name, model in predictors.items():
+            if not (hasattr(model, "members_from_features") or callable(model)):
+                raise TypeError(
+                    f"Invalid predictor {name!r}={describe(model)}: expected a predictors.Predictor or a "
+                    "callable counts (n, 80) -> values (n,)."
+                )
         self.predictors = dict(predictors)
         self.constraints = make_constraints(constraints, task)
         missing = [n for n, _, _ in self.constraints.properties if n not in self.predictors]
         if missing:
             raise ValueError(f"Constraint on {missing[0]!r} needs that predictor, which was not given.")
-        if self.constraints.domain:
-            if domain_models is None:
-                from predictors.domain import load_domain
-
-                domain_models = {name: load_domain(name) for name in self.constraints.domain}
-            absent = [n for n in self.constraints.domain if n not in domain_models]
-            if absent:
-                raise ValueError(f"constraints['in_domain'] needs a domain model for {absent[0]!r}.")
-        self.domain_models = {n: domain_models[n] for n in self.constraints.domain} if self.constraints.domain else {}
+        domain_models = dict(domain_models or {})
+        absent = [n for n in self.constraints.domain if n not in domain_models]
+        if absent:
+            raise ValueError(f"constraints['in_domain'] needs a domain model for {absent[0]!r} (domain_models=, "
+                             "e.g. predictors.domain.load_domain).")
+        self.domain_models = {n: domain_models[n] for n in self.constraints.domain}
+        if self.constraints.novel and known_compositions is None:
+            raise ValueError("constraints['novel'] needs known_compositions= (e.g. predictors.data.training_keys()).")
+        self.known_compositions = known_compositions if self.constraints.novel else None
         self.invalid_penalty = float(invalid_penalty)
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.cache_size = cache_size
-        self._cache = _SHARED_CACHES.setdefault(self._cache_key(), OrderedDict())
+        self._cache: OrderedDict[bytes, tuple] = OrderedDict()
+        self._names = tuple(self.predictors)
+        self._flag_names = self.constraints.flag_names if self.constraints else ()
         self._check_on_probe()
+
+    @property
+    def flag_names(self) -> tuple[str, ...]:
+        """The constraint flags of :attr:`RewardBatch.flags` (empty without constraints)."""
+        return self._flag_names
 
     def _check_on_probe(self) -> None:
         """Run every predictor and a callable task once on :data:`PROBE_FORMULAS`; check the outputs.
 
         A predictor or task that returns the wrong number of values, non-finite values or
-        absurd rewards fails here, when the environment is built, not at the first terminal step.
-        Done once per task, predictors and shaping (the copies of a vectorized env share it).
+        absurd rewards fails here, when the reward model is built, not at the first terminal step.
         """
         from oxide_env.chemistry.composition import formulas_to_counts
-
-        key = self._cache_key()
-        if key in _PROBED:
-            return
 
         probe = formulas_to_counts(PROBE_FORMULAS)
         n = len(probe)
@@ -325,7 +368,6 @@ class RewardModel:
                 f"{list(PROBE_FORMULAS)}; rewards must be finite and within ±{MAX_REWARD:g} "
                 "(check the weights and lam)."
             )
-        _PROBED[key] = (self.task.fn, tuple(self.predictors.values()))
 
     @staticmethod
     def _check_values(values: Any, n: int, what: str) -> np.ndarray:
@@ -343,23 +385,11 @@ class RewardModel:
                              f"of {n} compositions.")
         return arr
 
-    def _cache_key(self) -> tuple:
-        # environments with the same task, predictors and shaping share one cache, so a
-        # vectorized env can fill it for all its copies with one batched call
-        return (self.task.terms if self.task.fn is None else id(self.task.fn),
-                tuple((n, id(p)) for n, p in self.predictors.items()), self.invalid_penalty, self.uncertainty_penalty,
-                self.constraints, tuple((n, id(m)) for n, m in self.domain_models.items()))
-
     def __getstate__(self) -> dict[str, Any]:
-        # the memo is not state: a pickled env (SubprocVecEnv, deepcopy) stays small (up to
-        # cache_size entries otherwise) and joins the shared cache of its kind when unpickled
+        # the memo is not state: a pickled env (SubprocVecEnv, deepcopy) stays small
         state = self.__dict__.copy()
-        del state["_cache"]
+        state["_cache"] = OrderedDict()
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._cache = _SHARED_CACHES.setdefault(self._cache_key(), OrderedDict())
 
     def _predict(self, counts: np.ndarray, features: np.ndarray | None = None
                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -394,111 +424,122 @@ class RewardModel:
             flags["in_domain"] = inside
         if c.novel:
             from oxide_env.chemistry.metrics import composition_keys
-            from predictors.data import training_keys
 
-            known = training_keys()
+            known = self.known_compositions
             flags["novel"] = np.array([k not in known for k in composition_keys(batch)], dtype=bool)
         flags["constraints_satisfied"] = np.logical_and.reduce(list(flags.values())) if flags else np.ones(
             len(batch), dtype=bool)
         return flags
 
-    def evaluate(self, counts: np.ndarray) -> list[tuple[float, dict[str, float], dict[str, float], bool, bool,
-                                                         dict[str, bool]]]:
-        """For each composition: (reward, properties, property stds, charge neutral, EN balanced, flags).
-
-        ``flags`` maps each constraint's ``info`` key (and ``constraints_satisfied``) to a bool; it
-        is empty without constraints.
-        """
+    def _compute(self, batch: np.ndarray) -> list[tuple]:
+        """Memo rows ``(reward, means, stds, neutral, balanced, flags)`` of distinct compositions."""
         from oxide_env.chemistry.validity import charge_neutral, electronegativity_balanced
 
-        counts = np.asarray(counts, dtype=np.int64).reshape(-1, counts.shape[-1])
+        # one featurization serves the predictors and the domain constraint
+        needs_features = bool(self.constraints.domain) or any(
+            hasattr(m, "members_from_features") for m in self.predictors.values())
+        features = featurize(batch) if needs_features else None
+        means, stds = self._predict(batch, features)
+        neutral = charge_neutral(batch)
+        balanced = electronegativity_balanced(batch)
+        if self.task.fn is not None:
+            rewards = self._check_values(self.task.fn(batch), len(batch), f"task {self.task.name!r}")
+        else:
+            rewards = self.task.reward(means)
+            if self.uncertainty_penalty:
+                spread = sum(abs(w) * stds[n] for n, w in self.task.terms)
+                rewards = rewards - self.uncertainty_penalty * spread
+        if self.invalid_penalty:
+            rewards = rewards - self.invalid_penalty * ((~neutral).astype(float) + (~balanced).astype(float))
+        flags = self._constraint_flags(batch, means, features) if self.constraints else {}
+        if flags:
+            rewards = np.where(flags["constraints_satisfied"], rewards, self.worst_reward())
+        if not np.all(np.isfinite(rewards)):
+            raise ValueError("The task produced a non-finite reward; check the task callable.")
+        m = np.stack([means[n] for n in self._names], axis=1) if self._names else np.zeros((len(batch), 0))
+        s = np.stack([stds[n] for n in self._names], axis=1) if self._names else np.zeros((len(batch), 0))
+        f = np.stack([flags[n] for n in self._flag_names], axis=1) if self._flag_names else \
+            np.zeros((len(batch), 0), dtype=bool)
+        return [(float(rewards[j]), m[j], s[j], bool(neutral[j]), bool(balanced[j]), f[j])
+                for j in range(len(batch))]
+
+    def evaluate(self, counts: np.ndarray) -> RewardBatch:
+        """Rewards, predictions, validity and constraint flags of final compositions ``(n, 80)``."""
+        counts = np.ascontiguousarray(np.asarray(counts, dtype=np.int64).reshape(-1, np.shape(counts)[-1]))
         keys = [row.tobytes() for row in counts]
-        found = {k: self._cache[k] for k in keys if k in self._cache}  # read before anything is evicted
+        cache = self._cache
+        found = {k: cache[k] for k in keys if k in cache}  # read before anything is evicted
         for k in found:
-            self._cache.move_to_end(k)  # least recently used entries are evicted first
-        todo = [i for i, k in enumerate(keys) if k not in found]
+            cache.move_to_end(k)  # least recently used entries are evicted first
+        todo = [k for k in dict.fromkeys(keys) if k not in found]
         if todo:
-            uniq = list(dict.fromkeys(keys[i] for i in todo))
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
-            batch = counts[[first[k] for k in uniq]]
-            # one featurization serves the predictors and the domain constraint
-            needs_features = bool(self.constraints.domain) or any(
-                hasattr(m, "members_from_features") for m in self.predictors.values())
-            features = featurize(batch) if needs_features else None
-            means, stds = self._predict(batch, features)
-            neutral = charge_neutral(batch)
-            balanced = electronegativity_balanced(batch)
-            if self.task.fn is not None:
-                rewards = self._check_values(self.task.fn(batch), len(batch), f"task {self.task.name!r}")
-            else:
-                rewards = self.task.reward(means)
-                if self.uncertainty_penalty:
-                    spread = sum(abs(w) * stds[n] for n, w in self.task.terms)
-                    rewards = rewards - self.uncertainty_penalty * spread
-            if self.invalid_penalty:
-                rewards = rewards - self.invalid_penalty * ((~neutral).astype(float) + (~balanced).astype(float))
-            flags = self._constraint_flags(batch, means, features) if self.constraints else {}
-            if flags:
-                rewards = np.where(flags["constraints_satisfied"], rewards, self.worst_reward())
-            if not np.all(np.isfinite(rewards)):
-                raise ValueError("The task produced a non-finite reward; check the task callable.")
-            for j, key in enumerate(uniq):
-                found[key] = self._cache[key] = (
-                    float(rewards[j]),
-                    {n: float(v[j]) for n, v in means.items()},
-                    {n: float(v[j]) for n, v in stds.items()},
-                    bool(neutral[j]),
-                    bool(balanced[j]),
-                    {n: bool(v[j]) for n, v in flags.items()},
-                )
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return [found[k] for k in keys]
+            rows = self._compute(counts[[first[k] for k in todo]])
+            for key, row in zip(todo, rows):
+                found[key] = row
+                if self.cache_size:
+                    cache[key] = row
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        entries = [found[k] for k in keys]
+        n = len(entries)
+        means = np.array([e[1] for e in entries], dtype=np.float64).reshape(n, len(self._names))
+        stds = np.array([e[2] for e in entries], dtype=np.float64).reshape(n, len(self._names))
+        flags = np.array([e[5] for e in entries], dtype=bool).reshape(n, len(self._flag_names))
+        return RewardBatch(
+            rewards=np.array([e[0] for e in entries], dtype=np.float64),
+            properties={name: means[:, j] for j, name in enumerate(self._names)},
+            property_std={name: stds[:, j] for j, name in enumerate(self._names)},
+            charge_neutral=np.array([e[3] for e in entries], dtype=bool),
+            electronegativity_balanced=np.array([e[4] for e in entries], dtype=bool),
+            flags={name: flags[:, j] for j, name in enumerate(self._flag_names)},
+        )
 
     def rewards(self, counts: np.ndarray) -> np.ndarray:
         """Terminal rewards of a batch of final compositions ``(n, 80)`` (constraints applied)."""
-        return np.array([r[0] for r in self.evaluate(counts)])
+        return self.evaluate(counts).rewards
 
-    # The cache is part of a training run's state: a predictor's float32 output can differ in the
+    # The memo is part of a training run's state: a predictor's float32 output can differ in the
     # last bit between batch sizes, so an exactly resumed run needs the same cached values.
     def clear_cache(self) -> None:
-        """Forget every memoised reward (shared with every env of the same task and predictors)."""
+        """Forget every memoised reward."""
         self._cache.clear()
 
     def cache_state(self) -> dict[str, np.ndarray]:
         """The memoised rewards as plain arrays, least recently used first (see :meth:`restore_cache`)."""
         items = list(self._cache.items())
-        names = sorted({n for _, v in items for n in v[1]}) if items else sorted(self.predictors)
-        flag_names = list(self.constraints.flag_names) if self.constraints else []
+        n, k, f = len(items), len(self._names), len(self._flag_names)
         n_cols = len(items[0][0]) // 8 if items else 0
-        counts = np.frombuffer(b"".join(k for k, _ in items), dtype=np.int64).reshape(len(items), n_cols)
+        counts = np.frombuffer(b"".join(key for key, _ in items), dtype=np.int64).reshape(n, n_cols)
         return {
             "counts": counts.copy(), "rewards": np.array([v[0] for _, v in items], dtype=np.float64),
-            "properties": np.array([[v[1][n] for n in names] for _, v in items],
-                                   dtype=np.float64).reshape(-1, len(names)),
-            "property_std": np.array([[v[2][n] for n in names] for _, v in items],
-                                     dtype=np.float64).reshape(-1, len(names)),
+            "properties": np.array([v[1] for _, v in items], dtype=np.float64).reshape(n, k),
+            "property_std": np.array([v[2] for _, v in items], dtype=np.float64).reshape(n, k),
             "charge_neutral": np.array([v[3] for _, v in items], dtype=bool),
             "electronegativity_balanced": np.array([v[4] for _, v in items], dtype=bool),
-            "names": np.array(names, dtype=str),
-            "flags": np.array([[v[5][f] for f in flag_names] for _, v in items],
-                              dtype=bool).reshape(len(items), len(flag_names)),
-            "flag_names": np.array(flag_names, dtype=str),
+            "names": np.array(self._names, dtype=str),
+            "flags": np.array([v[5] for _, v in items], dtype=bool).reshape(n, f),
+            "flag_names": np.array(self._flag_names, dtype=str),
         }
 
     def restore_cache(self, state: dict[str, np.ndarray]) -> None:
-        """Replace the memoised rewards by those of :meth:`cache_state` (same order)."""
-        names = [str(n) for n in state["names"]]
+        """Replace the memoised rewards by those of :meth:`cache_state` (same order).
+
+        Raises:
+            ValueError: the state was made with other predictors or constraints.
+        """
+        names = tuple(str(x) for x in state["names"])
+        flag_names = tuple(str(x) for x in state.get("flag_names", []))
+        if names != self._names or flag_names != self._flag_names:
+            raise ValueError(f"The cached rewards were made with predictors {names} and flags {flag_names}; this "
+                             f"reward model has {self._names} and {self._flag_names}.")
         counts = np.ascontiguousarray(state["counts"], dtype=np.int64)
         self._cache.clear()
         for i, row in enumerate(counts):
             self._cache[row.tobytes()] = (
-                float(state["rewards"][i]),
-                {n: float(state["properties"][i, j]) for j, n in enumerate(names)},
-                {n: float(state["property_std"][i, j]) for j, n in enumerate(names)},
-                bool(state["charge_neutral"][i]),
-                bool(state["electronegativity_balanced"][i]),
-                {str(f): bool(state["flags"][i, j]) for j, f in enumerate(state.get("flag_names", []))},
+                float(state["rewards"][i]), np.asarray(state["properties"][i], dtype=np.float64),
+                np.asarray(state["property_std"][i], dtype=np.float64), bool(state["charge_neutral"][i]),
+                bool(state["electronegativity_balanced"][i]), np.asarray(state["flags"][i], dtype=bool),
             )
 
     def worst_reward(self) -> float:

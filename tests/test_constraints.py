@@ -8,7 +8,7 @@ import pytest
 
 import oxide_env
 from oxide_env.chemistry.composition import formulas_to_counts
-from oxide_env.env import OxideCompositionEnv
+from predictors.envs import make_env, reward_model
 from oxide_env.tasks import RewardModel, make_task
 
 E = oxide_env.ELEMENTS
@@ -35,7 +35,7 @@ def test_constraints_set_flags_and_reward() -> None:
     assert reward == pytest.approx(_play(free, spinel)[0])  # a design that meets them keeps its reward
     reward, info = _play(env, suboxide)
     assert not info["oxide_rule"] and not info["constraints_satisfied"]
-    assert reward == pytest.approx(env.unwrapped.rewarder.worst_reward())
+    assert reward == pytest.approx(env.unwrapped.reward_model.worst_reward())
     assert reward < _play(free, suboxide)[0]
     assert "constraints_satisfied" not in _play(free, spinel)[1]
 
@@ -43,7 +43,7 @@ def test_constraints_set_flags_and_reward() -> None:
 def test_constraint_checks_pass_gymnasium_checker() -> None:
     from gymnasium.utils.env_checker import check_env
 
-    check_env(OxideCompositionEnv(task="formation_energy", constraints=PLAUSIBLE))
+    check_env(make_env(task="formation_energy", constraints=PLAUSIBLE))
 
 
 @pytest.mark.parametrize(
@@ -58,27 +58,35 @@ def test_constraint_checks_pass_gymnasium_checker() -> None:
 )
 def test_bad_constraints(spec, match) -> None:
     with pytest.raises(ValueError, match=match):
-        OxideCompositionEnv(task="bulk_modulus", constraints=spec)
+        make_env(task="bulk_modulus", constraints=spec)
 
 
 def test_constraint_flags_survive_the_cache_round_trip() -> None:
-    model = RewardModel(make_task("shear_modulus"), constraints=PLAUSIBLE)
+    model = reward_model("shear_modulus", constraints=PLAUSIBLE)
     counts = formulas_to_counts(["MgAl2O4", "Re9Os8O4", "ZrO2"])
     first = model.evaluate(counts)
     state = model.cache_state()
     assert state["flags"].shape == (len(state["counts"]), 4)
     model.clear_cache()
     model.restore_cache(state)
-    assert model.evaluate(counts) == first
-    assert [r[5]["constraints_satisfied"] for r in first] == [True, False, True]
-    assert np.isfinite([r[0] for r in first]).all()
+    again = model.evaluate(counts)
+    assert again.rewards.tolist() == first.rewards.tolist()
+    assert {k: v.tolist() for k, v in again.flags.items()} == {k: v.tolist() for k, v in first.flags.items()}
+    assert {k: v.tolist() for k, v in again.properties.items()} == {k: v.tolist() for k, v in first.properties.items()}
+    assert first.flags["constraints_satisfied"].tolist() == [True, False, True]
+    assert np.isfinite(first.rewards).all()
+    other = reward_model("shear_modulus")
+    with pytest.raises(ValueError, match="flags"):
+        other.restore_cache(state)
 
 
 def test_novel_constraint_rejects_known_compounds() -> None:
-    model = RewardModel(make_task("bulk_modulus"), constraints={"novel": True})
+    model = reward_model("bulk_modulus", constraints={"novel": True})
     rows = model.evaluate(formulas_to_counts(["MgAl2O4", "Li13Cr3Ti5O11"]))
-    assert [r[5]["novel"] for r in rows] == [False, True]
-    assert rows[0][0] == pytest.approx(model.worst_reward())
+    assert rows.flags["novel"].tolist() == [False, True]
+    assert rows.rewards[0] == pytest.approx(model.worst_reward())
+    with pytest.raises(ValueError, match="known_compositions"):
+        RewardModel(make_task("bulk_modulus"), model.predictors, constraints={"novel": True})
 
 
 def test_merged_noops_keep_one_count_zero_action() -> None:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import oxide_env
 from oxide_env.chemistry.elements import ELEMENT_INDEX, OXYGEN_INDEX
-from oxide_env.env import N_ACTIONS, OxideCompositionEnv
+from oxide_env.env import N_ACTIONS
+from predictors.envs import make_env as make_oxide_env
 from oxide_env.tasks import PREDICTOR_NAMES, make_task
 
 O = OXYGEN_INDEX
@@ -23,7 +24,7 @@ def fake_predictors():
 
 def make(**kwargs):
     kwargs.setdefault("predictors", fake_predictors())
-    return OxideCompositionEnv(**kwargs)
+    return make_oxide_env(**kwargs)
 
 
 def act(element: str, count: int) -> int:
@@ -226,7 +227,7 @@ def _vec(n_envs=4, **kwargs):
     from stable_baselines3.common.env_util import make_vec_env
 
     kwargs.setdefault("predictors", fake_predictors())
-    return make_vec_env(OxideCompositionEnv, n_envs=n_envs, seed=0, env_kwargs=kwargs)
+    return make_vec_env(make_oxide_env, n_envs=n_envs, seed=0, env_kwargs=kwargs)
 
 
 @pytest.mark.parametrize("algo", ["DQN", "PPO"])

@@ -13,7 +13,8 @@ import pytest
 from oxide_env.chemistry.composition import formula_to_counts
 from oxide_env.chemistry.elements import ELEMENT_INDEX
 from oxide_env.chemistry.features import FEATURE_LABELS
-from oxide_env.env import OxideCompositionEnv, render_rgb
+from oxide_env.env import render_rgb
+from predictors.envs import make_env
 from oxide_env.normalization import (
     compute_feature_statistics,
     feature_statistics,
@@ -52,8 +53,8 @@ def test_shipped_statistics_are_reproduced_by_their_command():
 
 
 def test_normalized_observations_standardise_the_raw_ones_and_stay_in_bounds():
-    raw = OxideCompositionEnv(predictors=fake_predictors())
-    norm = OxideCompositionEnv(predictors=fake_predictors(), normalize_observations=True)
+    raw = make_env(predictors=fake_predictors())
+    norm = make_env(predictors=fake_predictors(), normalize_observations=True)
     rng = np.random.default_rng(0)
     mean, std = feature_statistics()
     zs = []
@@ -86,23 +87,25 @@ def test_normalized_env_passes_the_checkers_and_rejects_bad_values():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gym_check(gym.make("OxideComposition-v0", predictors=fake_predictors(), normalize_observations=True).unwrapped)
-        sb3_check(OxideCompositionEnv(predictors=fake_predictors(), normalize_observations=True))
+        sb3_check(make_env(predictors=fake_predictors(), normalize_observations=True))
     with pytest.raises(ValueError, match="normalize_observations='yes'"):
-        OxideCompositionEnv(predictors=fake_predictors(), normalize_observations="yes")
+        make_env(predictors=fake_predictors(), normalize_observations="yes")
     with pytest.raises(ValueError, match="render_mode='human'"):
-        OxideCompositionEnv(predictors=fake_predictors(), render_mode="human")
+        make_env(predictors=fake_predictors(), render_mode="human")
 
 
-def test_generation_observations_match_the_normalized_env():
-    from agents.generation import observations
+def test_normalized_observations_are_the_standardised_features():
+    from oxide_env.chemistry.features import featurize
+    from oxide_env.normalization import normalize_features
 
-    env = OxideCompositionEnv(predictors=fake_predictors(), normalize_observations=True)
+    env = make_env(predictors=fake_predictors(), normalize_observations=True)
     env.reset(seed=0)
     env.step(act("Ba", 1))
     obs, *_ = env.step(act("Ti", 1))
-    batch = observations(env.counts[None], 2, normalize=True)
-    np.testing.assert_allclose(batch[0], obs, rtol=1e-6, atol=1e-6)
-    assert not np.allclose(observations(env.counts[None], 2)[0], obs)
+    expected = normalize_features(featurize(env.counts[None]).astype(np.float32))[0]
+    np.testing.assert_allclose(obs[:145], expected, rtol=1e-6, atol=1e-6)
+    assert obs[145:].tolist() == [0, 0, 1, 0, 0]
+    assert not np.allclose(featurize(env.counts[None])[0], obs[:145])
 
 
 def test_make_vec_env_does_not_warn_and_rgb_array_renders_the_composition():
@@ -116,7 +119,7 @@ def test_make_vec_env_does_not_warn_and_rgb_array_renders_the_composition():
     assert image.shape == (120, 216, 3) and image.dtype == np.uint8
     a, b = render_rgb(formula_to_counts("BaTiO3"), 5), render_rgb(formula_to_counts("BaTi2O3"), 5)
     assert not np.array_equal(a, b) and not np.array_equal(a, render_rgb(formula_to_counts("BaTiO3"), 4))
-    env = OxideCompositionEnv(predictors=fake_predictors(), render_mode="rgb_array")
+    env = make_env(predictors=fake_predictors(), render_mode="rgb_array")
     env.reset(seed=0)
     assert np.array_equal(env.render(), render_rgb(np.zeros(80, dtype=np.int64), 0))
 
