@@ -823,7 +823,7 @@ def _plot_histograms(out: Path, results, single_tasks: Sequence[BenchTask], meth
 def run_table1(seeds: Sequence[int] = (0, 1, 2), n: int = 1000, iterations: int = 500,
                out: str | Path = "runs/table1", tasks: Sequence[str] | None = None,
                methods: Sequence[str] | None = None, progress: bool = True, command: str | None = None,
-               force: bool = False, paper_lists: str | Path | None = "auto") -> str:
+               force: bool = False, paper_lists: str | Path | None = "auto", backend: Any = None) -> str:
     """Run (or resume) the whole benchmark and write the report; returns the Markdown.
 
     ``out`` is locked while the benchmark runs (a second invocation on it is refused). A finished
@@ -835,6 +835,11 @@ def run_table1(seeds: Sequence[int] = (0, 1, 2), n: int = 1000, iterations: int 
     ``paper_lists``: folder of the authors' generated lists (``"auto"``: :func:`default_paper_lists`;
     ``None``: skip), evaluated with our checks and predictors as the row "the paper's published
     materials".
+
+    ``backend``: where the runs execute (:mod:`agents.backends`: ``SerialBackend()``, the default, or
+    ``RayBackend(...)``); the results are the same. A run that raises does not stop the others:
+    once all have finished, :class:`agents.backends.RunsFailed` names each failed run and its error
+    (no report is written; rerunning retries them and reuses the finished ones).
 
     Example:
         ``run_table1(seeds=[0], n=100, iterations=2, tasks=["bulk_modulus"], out="/tmp/t1")``
@@ -866,15 +871,15 @@ def run_table1(seeds: Sequence[int] = (0, 1, 2), n: int = 1000, iterations: int 
             raise ValueError(f"Invalid paper_lists={str(paper_lists)!r}: not a folder (the authors' lists, "
                              "../shared/datasets/paper_generated).")
         return _run_table1_locked(seeds, n, iterations, out, tasks, methods, progress, command, force,
-                                  None if paper_lists is None else Path(paper_lists))
+                                  None if paper_lists is None else Path(paper_lists), backend)
 
 
 def _run_table1_locked(seeds: Sequence[int], n: int, iterations: int, out: Path, tasks: list[str],
                        methods: list[str], progress: bool, command: str | None, force: bool,
-                       paper_lists: Path | None) -> str:
-    from tqdm.auto import tqdm
-
+                       paper_lists: Path | None, backend: Any = None) -> str:
     import predictors
+
+    from agents.backends import RunSpec, execute_runs
     from predictors.data import training_keys
 
     models = [predictors.load(name) for name in predictors.PREDICTOR_NAMES]
@@ -891,15 +896,10 @@ def _run_table1_locked(seeds: Sequence[int], n: int, iterations: int, out: Path,
                          "use another --out, or --force to rerun them (their files are replaced).")
     reference = training_keys()
     t0 = time.perf_counter()
-    results = []
-    bar = tqdm(jobs, desc="table1", unit="run", disable=not progress)
-    say = bar.write if progress else None
-    for task, method, seed in bar:
-        bar.set_postfix_str(f"{task.key} / {method.key} / seed {seed}")
-        result = run_one(task, method, seed, n=n, iterations=iterations,
-                         directory=_run_dir(out, task.key, method.key, seed), models=models, reference=reference,
-                         force=force, log=say)
-        results.append(result)
+    specs = [RunSpec(task, method, seed, n=n, iterations=iterations,
+                     directory=str(_run_dir(out, task.key, method.key, seed)), force=force)
+             for task, method, seed in jobs]
+    results = execute_runs(specs, backend, progress=progress, desc="table1")  # RunsFailed after all, if any
     if paper_lists is not None:
         results += paper_list_results(paper_lists, [TASKS_BY_KEY[t] for t in tasks], out, reference, models)
     expanded = []

@@ -287,14 +287,46 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend(args: argparse.Namespace):
+    from agents.backends import make_backend
+
+    return make_backend(args.backend, address=args.address, cpus_per_run=args.cpus_per_run)
+
+
+def _report_failures(exc: Exception) -> int:
+    print(f"oxide-rl: {exc}", file=sys.stderr)
+    return 1
+
+
 def cmd_benchmark_table1(args: argparse.Namespace) -> int:
+    from agents.backends import RunsFailed
     from agents.benchmark import TASKS_BY_KEY, figure_names, run_table1
 
-    text = run_table1(seeds=args.seeds, n=args.n, iterations=args.iterations, out=args.out, tasks=args.tasks,
-                      methods=args.methods, progress=True, force=args.force)
+    try:
+        text = run_table1(seeds=args.seeds, n=args.n, iterations=args.iterations, out=args.out, tasks=args.tasks,
+                          methods=args.methods, progress=True, force=args.force, backend=_backend(args),
+                          paper_lists=None if args.paper_lists == "none" else args.paper_lists)
+    except RunsFailed as exc:  # every other run finished and is kept
+        return _report_failures(exc)
     print(text)
     figures = figure_names([TASKS_BY_KEY[t] for t in args.tasks], args.methods)
     print(f"wrote {Path(args.out) / 'table1.md'}, " + ", ".join(["table1.csv", *figures]))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from agents.backends import RunsFailed
+    from agents.sweep import load_config, run_sweep
+
+    config = load_config(args.config)
+    command = "oxide-rl " + " ".join(sys.argv[1:]) if sys.argv[1:] else f"oxide-rl sweep {args.config}"
+    try:
+        text = run_sweep(config, args.out, backend=_backend(args), progress=True, force=args.force, command=command)
+    except RunsFailed as exc:  # every other run finished and is kept
+        return _report_failures(exc)
+    print(text)
+    figure = ", sweep.png" if (Path(args.out) / "sweep.png").is_file() else ""
+    print(f"wrote {Path(args.out) / 'sweep.md'}, sweep.csv{figure}")
     return 0
 
 
@@ -449,8 +481,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of the authors' generated lists, evaluated with our checks as the row \"the "
                    "paper's published materials\" (default: ../shared/datasets/paper_generated beside the "
                    "checkout, if present; 'none' to skip). Only derived numbers are written.")
+    _backend_options(b)
     b.set_defaults(func=cmd_benchmark_table1)
+
+    from agents.sweep import SWEEP_METRICS, SWEEP_SETTINGS
+
+    p = sub.add_parser(
+        "sweep", help="A grid of agent settings x tasks x methods x seeds from a TOML file (resumable).",
+        description="Run every (task, method, combination of the grid's settings, seed) of a sweep config (TOML; "
+        "examples/sweep.toml) with the Table 1 harness, the random baseline once per seed, and write sweep.md, "
+        "sweep.csv and sweep.png (each metric against each swept setting) to --out. Every run is keyed by all "
+        "its settings: rerun the same command to resume; a changed setting is never served from an old result. "
+        f"Grid settings: {', '.join(f'{s.name} ({s.allowed()})' for s in SWEEP_SETTINGS.values())}. "
+        f"Metrics: {', '.join(SWEEP_METRICS)}. See agents/sweep.py.")
+    p.add_argument("config", help="the sweep's TOML file (keys: tasks, methods, seeds, n, iterations, metrics, "
+                   "[grid])")
+    p.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
+    p.add_argument("--force", action="store_true",
+                   help="rerun the runs in --out that were made with other settings (their files are replaced)")
+    _backend_options(p)
+    p.set_defaults(func=cmd_sweep)
     return parser
+
+
+def _backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["serial", "ray"], default="serial",
+                   help="where the runs execute: one after another in this process (serial, the default) or as "
+                   "Ray tasks (ray; pip install -e \".[ray]\"); the results are the same")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster to join, e.g. auto or HOST:6379 (what `ray start --head` prints; default: "
+                   "start a local Ray instance on this machine). --out should then be on storage every node sees")
+    p.add_argument("--cpus-per-run", type=_positive_int, default=None, metavar="N",
+                   help="CPUs (and torch threads) per run (ray default 1; serial default: torch's own thread count)")
 
 
 USER_ERRORS = (ValueError, TypeError, OSError)
