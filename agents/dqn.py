@@ -2,14 +2,15 @@
 
 What it changes in SB3's ``DQN`` (only hooks are overridden):
 
-* ``_sample_action`` — warm-up, epsilon and policy in one place: allowed actions = the env's
-  hard-rule mask (``action_masks()``) AND ``C_j(s, a) >= oracle_threshold`` for every learned
-  constraint oracle (falling back to the hard mask, and counting it, when the oracles would
-  leave nothing); then with probability epsilon a uniform allowed action, otherwise a uniform
-  sample among the top ``top_n_pct`` % allowed actions by Q. All in torch on the policy's
-  device, vectorized over environments.
-* ``predict(obs, action_masks=..., deterministic=...)`` — the same rules; deterministic is
-  greedy among the allowed actions.
+* ``_sample_action`` — warm-up, epsilon and policy in one place: before ``learning_starts`` a
+  uniform action among the env's hard-rule mask (``action_masks()``), then :meth:`predict`.
+* ``predict(obs, action_masks=..., deterministic=...)`` — the policy's rules
+  (:meth:`ConstrainedDQNPolicy._predict <agents.policies.ConstrainedDQNPolicy._predict>`:
+  mask AND ``C_j(s, a) >= oracle_threshold`` for every learned constraint oracle, falling
+  back to the mask, and counting it, when the oracles would leave nothing; then greedy or
+  uniform among the top ``top_n_pct`` % allowed actions by Q), plus epsilon exploration as
+  SB3's ``DQN.predict`` has it: per row, with probability epsilon a uniform *allowed*
+  action. All in torch on the policy's device, vectorized over environments.
 * ``train`` — the Bellman target's max over next actions respects the next state's mask
   (stored by :class:`~agents.buffers.MaskedReplayBuffer`), terminal rows guarded; the oracles
   are trained alongside with binary cross-entropy on the final composition's constraint
@@ -44,10 +45,12 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from agents.buffers import DEFAULT_CONSTRAINTS, MaskedReplayBuffer
-from agents.policies import ConstrainedDQNPolicy
-from agents.sampling import merge_noop_actions, top_n_sample, uniform_allowed
+from agents.policies import ConstrainedDQNPolicy, ConstrainedMlpPolicy, check_policy_settings
+from agents.sampling import uniform_allowed
+from oxide_env.chemistry.episode import N_STEPS
 
-EPISODE_LENGTH = 5
+POLICY_SETTINGS = ("top_n_pct", "oracle_threshold", "merge_noops")
+"""Arguments of :class:`ConstrainedDQN` that are settings of its policy (saved in ``policy_kwargs``)."""
 
 
 def _binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -69,13 +72,17 @@ class ConstrainedDQN(DQN):
     """The paper's constrained DQN with learned constraint oracles and top-n% sampling.
 
     Args:
-        policy: SB3 policy name or class (default: the paper's Q-network,
-            :class:`~agents.policies.ConstrainedDQNPolicy`).
+        policy: ``"PaperQPolicy"`` (default: the paper's Q-network and oracles,
+            :class:`~agents.policies.ConstrainedDQNPolicy`), ``"MlpPolicy"`` (SB3 MLPs for the
+            Q-network and oracles, any Discrete env: :class:`~agents.policies.ConstrainedMlpPolicy`)
+            or a subclass of ``ConstrainedDQNPolicy``.
         env: the environment (``OxideComposition-v0`` or any Discrete env with ``action_masks()``;
             a VecEnv of many copies collects much faster).
         constraints: terminal-``info`` keys the oracles learn (empty: no oracles, the paper's
             DQN without constraints).
-        top_n_pct: percentage of the best allowed actions to sample from (paper: 20).
+        top_n_pct: percentage of the best allowed actions to sample from (paper: 20). This,
+            ``merge_noops`` and ``oracle_threshold`` are the policy's settings (``model.policy``),
+            saved with it; ``model.top_n_pct`` etc. read and set them.
         merge_noops: rank the 80 count-0 ("add nothing") actions as one candidate, the best of
             them, in top-n% sampling and ε-exploration (:func:`agents.sampling.merge_noop_actions`;
             paper: False). Same reachable states and Q values; fewer collapsed generations.
@@ -91,9 +98,13 @@ class ConstrainedDQN(DQN):
         >>> model = ConstrainedDQN(env=gym.make("OxideComposition-v0", task="bulk_modulus"), seed=0)
         >>> model.learn(total_timesteps=500).iteration  # 100 episodes of 5 steps
         1
+        >>> mlp = ConstrainedDQN("MlpPolicy", gym.make("OxideComposition-v0", normalize_observations=True))
+        >>> type(mlp.policy).__name__, mlp.policy.net_arch
+        ('ConstrainedMlpPolicy', [64, 64])
     """
 
-    policy_aliases: ClassVar[dict[str, type]] = {**DQN.policy_aliases, "PaperQPolicy": ConstrainedDQNPolicy}
+    policy_aliases: ClassVar[dict[str, type]] = {"MlpPolicy": ConstrainedMlpPolicy,
+                                                 "PaperQPolicy": ConstrainedDQNPolicy}
 
     def __init__(
         self,
@@ -129,32 +140,29 @@ class ConstrainedDQN(DQN):
     ) -> None:
         if env is None and _init_setup_model:  # ``load`` builds the model without an env first
             raise ValueError("ConstrainedDQN needs an env, e.g. gym.make('OxideComposition-v0').")
-        if not 0.0 <= top_n_pct <= 100.0:
-            raise ValueError(f"Invalid top_n_pct={top_n_pct!r}: expected a percentage in [0, 100].")
-        if not 0.0 <= oracle_threshold <= 1.0:
-            raise ValueError(f"Invalid oracle_threshold={oracle_threshold!r}: expected a number in [0, 1].")
+        settings = dict(zip(POLICY_SETTINGS, check_policy_settings(top_n_pct, oracle_threshold, merge_noops)))
         self.constraints = tuple(constraints)
-        self.top_n_pct = float(top_n_pct)
-        if merge_noops not in (True, False):
-            raise ValueError(f"Invalid merge_noops={merge_noops!r}: expected True or False.")
-        self.merge_noops = bool(merge_noops)
-        self.oracle_threshold = float(oracle_threshold)
         self.episodes_per_iteration = int(episodes_per_iteration)
         self.exploration_decay = float(exploration_decay)
         self.oracle_batch_size = int(oracle_batch_size)
         self.oracle_gradient_steps = int(oracle_gradient_steps)
-        self.oracle_fallbacks = 0
-        self.oracle_decisions = 0
         policy_kwargs = dict(policy_kwargs or {})
-        if policy in ("PaperQPolicy", ConstrainedDQNPolicy):
-            policy_kwargs.setdefault("n_constraints", len(self.constraints))
+        policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
+        if not (isinstance(policy_class, type) and issubclass(policy_class, ConstrainedDQNPolicy)):
+            raise ValueError(f"Invalid policy={policy!r}: expected 'PaperQPolicy', 'MlpPolicy' or a subclass of "
+                             "agents.policies.ConstrainedDQNPolicy (oracles and masked top-n% sampling live there).")
+        policy_kwargs.setdefault("n_constraints", len(self.constraints))
+        for name, value in settings.items():
+            if policy_kwargs.setdefault(name, value) != value:
+                raise ValueError(f"Invalid policy_kwargs[{name!r}]={policy_kwargs[name]!r}: pass {name}= to "
+                                 f"ConstrainedDQN instead (it is {value!r} there).")
         replay_buffer_kwargs = dict(replay_buffer_kwargs or {})
         replay_buffer_kwargs.setdefault("constraints", self.constraints)
         n_envs = env.num_envs if isinstance(env, VecEnv) else 1
-        steps_per_iteration = self.episodes_per_iteration * EPISODE_LENGTH
+        steps_per_iteration = self.episodes_per_iteration * N_STEPS
         if train_freq is None:
             if steps_per_iteration % n_envs:
-                raise ValueError(f"episodes_per_iteration * 5 = {steps_per_iteration} must be divisible by "
+                raise ValueError(f"episodes_per_iteration * {N_STEPS} = {steps_per_iteration} must be divisible by "
                                  f"the number of envs ({n_envs}); pass train_freq explicitly otherwise.")
             train_freq = (steps_per_iteration // n_envs, "step")
         if target_update_interval is None:
@@ -168,11 +176,17 @@ class ConstrainedDQN(DQN):
             tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, verbose=verbose, seed=seed,
             device=device, _init_setup_model=False,
         )
+        self.generation_settings: dict[str, Any] | None = self._env_generation_settings()
         if _init_setup_model:
             self._setup_model()
 
     # ----------------------------------------------------------------- set-up
     def _setup_model(self) -> None:
+        for name in POLICY_SETTINGS:  # a file saved when these were the algorithm's attributes
+            if name in self.__dict__:
+                self.policy_kwargs.setdefault(name, self.__dict__.pop(name))
+        for name in ("oracle_fallbacks", "oracle_decisions"):  # now counted by the policy
+            self.__dict__.pop(name, None)
         super()._setup_model()
         if not isinstance(self.action_space, spaces.Discrete):
             raise ValueError(f"ConstrainedDQN needs a Discrete action space, got {self.action_space}.")
@@ -207,6 +221,8 @@ class ConstrainedDQN(DQN):
         """
         from agents.persistence import save_model
 
+        if self.env is not None:
+            self.generation_settings = self._env_generation_settings()
         save_model(self, path, super().save, exclude=exclude, include=include)
 
     @classmethod
@@ -215,6 +231,7 @@ class ConstrainedDQN(DQN):
 
         from agents.persistence import _class_name
 
+        # SB3's own policies stay loadable names, so that such a file is refused with a clear message
         classes = {ConstrainedDQNPolicy, MaskedReplayBuffer, DQNPolicy, MlpPolicy, CnnPolicy, MultiInputPolicy,
                    *cls.policy_aliases.values()}
         return {_class_name(c): c for c in classes}
@@ -232,7 +249,10 @@ class ConstrainedDQN(DQN):
 
         Args:
             path: the zip (``.zip`` may be left out) or a binary file object.
-            env: the env to run on (its spaces are checked against the saved ones).
+            env: the env to run on (its spaces are checked against the saved ones). Optional,
+                as for SB3's ``DQN.load``: without one the spaces come from the file, and
+                :meth:`generate` uses the exact-mask and normalization settings of the env the
+                model was saved with (``generation_settings``).
             allow_pickle: also load files that need unpickling (plain SB3 or older files):
                 only for files you trust, since unpickling runs code. Warns.
             Other arguments: as SB3's ``load``.
@@ -245,8 +265,9 @@ class ConstrainedDQN(DQN):
             >>> model = ConstrainedDQN(env=gym.make("OxideComposition-v0"), seed=0)
             >>> path = os.path.join(tempfile.mkdtemp(), "agent.zip")
             >>> model.save(path)
-            >>> ConstrainedDQN.load(path).top_n_pct
-            20.0
+            >>> loaded = ConstrainedDQN.load(path)  # no env needed
+            >>> loaded.top_n_pct, loaded.generate(3, seed=0) == model.generate(3, seed=0)
+            (20.0, True)
         """
         from agents.persistence import read_data_json, read_model_file, safe_custom_objects
 
@@ -278,69 +299,97 @@ class ConstrainedDQN(DQN):
         """Completed iterations (``episodes_per_iteration`` episodes each)."""
         return self._episode_num // self.episodes_per_iteration
 
+    @property
+    def top_n_pct(self) -> float:
+        """The policy's top-n% (``policy.top_n_pct``); settable."""
+        return self._policy_setting("top_n_pct")
+
+    @top_n_pct.setter
+    def top_n_pct(self, value: float) -> None:
+        self._set_policy_setting("top_n_pct", value)
+
+    @property
+    def oracle_threshold(self) -> float:
+        """The policy's oracle threshold T (``policy.oracle_threshold``); settable."""
+        return self._policy_setting("oracle_threshold")
+
+    @oracle_threshold.setter
+    def oracle_threshold(self, value: float) -> None:
+        self._set_policy_setting("oracle_threshold", value)
+
+    @property
+    def merge_noops(self) -> bool:
+        """Whether the policy ranks the count-0 actions as one (``policy.merge_noops``); settable."""
+        return self._policy_setting("merge_noops")
+
+    @merge_noops.setter
+    def merge_noops(self, value: bool) -> None:
+        self._set_policy_setting("merge_noops", value)
+
+    def _policy_setting(self, name: str) -> Any:
+        policy = self.__dict__.get("policy")
+        return getattr(policy, name) if policy is not None else self.policy_kwargs[name]
+
+    def _set_policy_setting(self, name: str, value: Any) -> None:
+        current = {key: self._policy_setting(key) for key in POLICY_SETTINGS}
+        current[name] = value
+        checked = dict(zip(POLICY_SETTINGS, check_policy_settings(*current.values())))
+        self.policy_kwargs[name] = checked[name]  # what save() writes and a rebuilt policy gets
+        if self.__dict__.get("policy") is not None:
+            setattr(self.policy, name, checked[name])
+
+    @property
+    def oracle_fallbacks(self) -> int:
+        """States whose hard mask the oracles would have emptied (the policy's count)."""
+        return int(getattr(self.policy, "oracle_fallbacks", 0))
+
+    @property
+    def oracle_decisions(self) -> int:
+        """States the oracles filtered (the policy's count)."""
+        return int(getattr(self.policy, "oracle_decisions", 0))
+
     def _env_masks(self, n: int) -> np.ndarray:
-        n_actions = int(self.action_space.n)
-        if self.env is None:
-            return np.ones((n, n_actions), dtype=bool)
+        """The training envs' masks ``(n, n_actions)``; ``ValueError`` if they have no ``action_masks()``."""
         try:
             masks = self.env.env_method("action_masks")
         except AttributeError:
-            return np.ones((n, n_actions), dtype=bool)
+            raise ValueError(f"Invalid env {self.env!r}: ConstrainedDQN needs envs with action_masks() (the "
+                             "sb3-contrib contract), e.g. OxideComposition-v0; add one that returns "
+                             "np.ones(n_actions, bool) to allow every action.") from None
         return np.stack([np.asarray(m, dtype=bool) for m in masks])
 
-    def _allowed(self, logits: torch.Tensor | None, hard: torch.Tensor) -> torch.Tensor:
-        """Hard mask AND every oracle's ``C_j >= T`` (``logits``: ``(J, B, A)``); per row, fall back to the hard mask."""
-        if not self.constraints or logits is None:
-            return hard
-        t = self.oracle_threshold  # sigmoid(x) >= t  <=>  x >= log(t / (1 - t))
-        cut = -math.inf if t <= 0 else math.inf if t >= 1 else math.log(t) - math.log1p(-t)
-        allowed = hard & (logits >= cut).all(dim=0)
-        empty = ~allowed.any(dim=1)
-        self.oracle_decisions += int(hard.shape[0])
-        if empty.any():
-            self.oracle_fallbacks += int(empty.sum())
-            allowed[empty] = hard[empty]
-        return allowed
+    def _epsilon_actions(self, observation: np.ndarray, action_masks: np.ndarray | torch.Tensor | None, *,
+                         deterministic: bool, epsilon: float, generator: torch.Generator,
+                         rows: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+        """The policy's actions, then per row with probability ``epsilon`` a uniform allowed action.
+
+        One generator serves both, in this order: the policy's top-n% draw, the epsilon coins,
+        the random actions (only if some coin came up).
+        """
+        obs = torch.as_tensor(np.asarray(observation), device=self.device, dtype=torch.float32)
+        if obs.ndim == len(self.observation_space.shape):
+            obs = obs[None]
+        if rows is not None:
+            rows = torch.as_tensor(np.asarray(rows), device=self.device, dtype=torch.long).reshape(-1)
+        with torch.no_grad():
+            scored = self.policy.scored_actions(obs, action_masks)
+            actions = self.policy.select_actions(scored, deterministic, generator=generator, rows=rows)
+            if not deterministic and epsilon > 0:
+                allowed = scored.allowed if rows is None else scored.allowed[rows]
+                explore = torch.rand(len(actions), device=self.device, generator=generator) < epsilon
+                if explore.any():
+                    actions = torch.where(explore, uniform_allowed(allowed, generator=generator), actions)
+        return actions.cpu().numpy()
 
     def _act(self, obs: np.ndarray, masks: np.ndarray | None, *, deterministic: bool, epsilon: float,
              generator: torch.Generator | None = None, inverse: np.ndarray | None = None) -> np.ndarray:
-        """Actions for a batch of observations under the agent's rules.
+        """Deprecated: what :mod:`agents.generation` calls until it calls ``policy._predict``.
 
-        With ``inverse``, ``obs`` and ``masks`` hold distinct states only and row ``i`` of the
-        result acts in state ``inverse[i]`` (each distinct state is scored once).
+        ``inverse`` is the policy's ``rows``; the default generator is the model's own.
         """
-        obs_t = torch.as_tensor(np.asarray(obs), device=self.device, dtype=torch.float32)
-        if obs_t.ndim == 1:
-            obs_t = obs_t[None]
-        n = obs_t.shape[0]
-        generator = generator if generator is not None else self._sampling_generator
-        if masks is None:
-            hard = torch.ones(n, int(self.action_space.n), dtype=torch.bool, device=self.device)
-        else:
-            hard = torch.as_tensor(np.asarray(masks, dtype=bool), device=self.device).reshape(n, -1)
-        with torch.no_grad():
-            if isinstance(self.policy, ConstrainedDQNPolicy):
-                columns = hard.any(dim=0).nonzero().squeeze(1)
-                q, logits = self.policy.scores(obs_t, columns)
-            else:
-                q, logits = self.policy.q_net(obs_t), None
-            allowed = self._allowed(logits, hard)
-            if self.merge_noops:
-                allowed = merge_noop_actions(q, allowed)
-            rows = None if inverse is None else torch.as_tensor(inverse, device=self.device, dtype=torch.long)
-            if deterministic:
-                actions = q.masked_fill(~allowed, float("-inf")).argmax(dim=1)
-                actions = actions if rows is None else actions[rows]
-            else:
-                actions = top_n_sample(q, allowed, self.top_n_pct, generator=generator, rows=rows)
-                if rows is not None:
-                    allowed, n = allowed[rows], len(rows)
-                if epsilon > 0:
-                    explore = torch.rand(n, device=self.device, generator=generator) < epsilon
-                    if explore.any():
-                        random_actions = uniform_allowed(allowed, generator=generator)
-                        actions = torch.where(explore, random_actions, actions)
-        return actions.cpu().numpy()
+        return self._epsilon_actions(obs, masks, deterministic=deterministic, epsilon=epsilon,
+                                     generator=generator if generator is not None else self._sampling_generator,
+                                     rows=inverse)
 
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
         masks = self._env_masks(n_envs)
@@ -348,44 +397,83 @@ class ConstrainedDQN(DQN):
             hard = torch.as_tensor(masks, device=self.device)
             action = uniform_allowed(hard, generator=self._sampling_generator).cpu().numpy()
         else:
-            action = self._act(self._last_obs, masks, deterministic=False, epsilon=self.exploration_rate)
+            action, _ = self.predict(self._last_obs, action_masks=masks, deterministic=False)
         return action, action
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
                 deterministic: bool = False, action_masks: np.ndarray | None = None):
-        """Actions for observations, following the agent's rules.
+        """Actions for observations: the policy's rules plus epsilon exploration.
 
         Args:
             observation: one observation or a batch.
             action_masks: the env's allowed actions (``env.action_masks()``), one row per observation.
-            deterministic: greedy among allowed actions; otherwise epsilon-uniform (current
-                exploration rate) then top-n% sampling.
+            deterministic: greedy among allowed actions; otherwise per row with probability
+                epsilon (the current exploration rate) a uniform allowed action, else top-n%
+                sampling. Draws come from the model's own seeded generator.
+
+        Returns:
+            ``(actions, state)``, as SB3's ``predict``.
+
+        Example:
+            >>> import gymnasium as gym, oxide_env
+            >>> env = gym.make("OxideComposition-v0")
+            >>> model = ConstrainedDQN(env=env, seed=0)
+            >>> obs, info = env.reset(seed=0)
+            >>> action, _ = model.predict(obs, action_masks=info["action_mask"], deterministic=True)
+            >>> bool(info["action_mask"][action])
+            True
         """
+        self.policy.set_training_mode(False)
         obs = np.asarray(observation)
         single = obs.ndim == len(self.observation_space.shape)
-        actions = self._act(obs, action_masks, deterministic=deterministic,
-                            epsilon=0.0 if deterministic else self.exploration_rate)
+        actions = self._epsilon_actions(obs, action_masks, deterministic=deterministic,
+                                        epsilon=0.0 if deterministic else self.exploration_rate,
+                                        generator=self._sampling_generator)
         return (actions[0] if single else actions), state
 
+    def _env_generation_settings(self) -> dict[str, Any] | None:
+        """``exact_masks`` and ``normalize_observations`` of the (first) env, ``None`` without them."""
+        if self.env is None:
+            return None
+        try:
+            exact_masks = self.env.get_attr("exact_masks")[0]
+            normalize = bool(self.env.get_attr("normalize_observations")[0])
+        except AttributeError:
+            return None
+        return {"exact_masks": exact_masks if isinstance(exact_masks, str) else None,
+                "normalize_observations": normalize}
+
     def generate(self, n: int = 1000, seed: int | None = None, *, batch_size: int = 4096,
-                 exact_masks: str | None = None, distinct: bool = False, progress: bool = False) -> list[str]:
+                 exact_masks: str | None = None, normalize_observations: bool | None = None,
+                 distinct: bool = False, progress: bool = False) -> list[str]:
         """Generate ``n`` formulas with the trained policy (top-n% sampling, oracles on, no epsilon).
 
-        See :func:`agents.generation.generate_counts`; by default the exact masks of the training env
-        are used. ``distinct=True`` redraws duplicates so that the ``n`` reduced formulas are distinct.
+        See :func:`agents.generation.generate_counts`. ``exact_masks`` and
+        ``normalize_observations`` default to the model's env's settings, or, for a model
+        loaded without an env, to those of the env it was saved with (``generation_settings``;
+        no exact masks and raw observations for files saved before they were recorded).
+        ``distinct=True`` redraws duplicates so that the ``n`` reduced formulas are distinct.
+
+        Example:
+            >>> import gymnasium as gym, oxide_env
+            >>> model = ConstrainedDQN(env=gym.make("OxideComposition-v0", exact_masks="charge_neutral"), seed=0)
+            >>> model.generation_settings
+            {'exact_masks': 'charge_neutral', 'normalize_observations': False}
+            >>> len(model.generate(4, seed=0))
+            4
         """
         from agents.generation import generate
 
-        normalize = False
-        if self.env is not None:
-            try:
-                if exact_masks is None:
-                    exact_masks = self.env.get_attr("exact_masks")[0]
-                normalize = bool(self.env.get_attr("normalize_observations")[0])
-            except AttributeError:
-                pass
+        settings = self._env_generation_settings() or self.__dict__.get("generation_settings") or {}
+        if exact_masks is None:
+            exact_masks = settings.get("exact_masks")
+        if normalize_observations is None:
+            normalize_observations = bool(settings.get("normalize_observations", False))
+        elif not isinstance(normalize_observations, (bool, np.bool_)):
+            raise ValueError(f"Invalid normalize_observations={normalize_observations!r}: expected True, False "
+                             "or None (the env's setting).")
         return generate(self, n, seed=seed, batch_size=batch_size, exact_masks=exact_masks, distinct=distinct,
-                        progress=progress, normalize_observations=normalize)
+                        progress=progress, normalize_observations=bool(normalize_observations))
 
     def _on_step(self) -> None:
         self._n_calls += 1

@@ -9,14 +9,22 @@ All 800 actions are scored in one pass without building a ``(batch, 800, 256)`` 
 hidden layer's weight is split into a state part (applied once per state) and an action part
 (applied once per action, 800 x 64), and the two are broadcast-added before the LeakyReLU.
 
-Features are standardized inside the network with *fixed* statistics (buffers set once from
-the random policy's states; no running statistics change the policy silently).
+Features are standardized inside the network with *fixed* statistics: buffers set once from
+the shipped statistics of :mod:`oxide_env.normalization` (the features of random episodes'
+states) and saved with the weights, so no running statistics change the policy silently.
+
+Action selection lives in :class:`ConstrainedDQNPolicy` (``_predict`` / ``predict`` take
+``action_masks`` as sb3-contrib's maskable policies do): allowed actions are the mask AND
+every oracle's ``C_j(s, a) >= oracle_threshold``, then greedy (deterministic) or uniform
+among the top ``top_n_pct`` % by Q. ``"MlpPolicy"`` (:class:`ConstrainedMlpPolicy`) is the
+same policy over SB3 MLPs, for any Discrete-action env.
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -27,13 +35,11 @@ from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
-from agents import kernels
-
-N_FEATURES = 145
-N_STEPS = 5
-N_ELEMENTS = 80
-N_COUNTS = 10
-N_ACTIONS = N_ELEMENTS * N_COUNTS
+import agents.kernels as kernels
+from agents.sampling import merge_noop_actions, top_n_sample
+from oxide_env.chemistry.checks import check_number
+from oxide_env.chemistry.elements import N_ELEMENTS
+from oxide_env.chemistry.episode import N_ACTIONS, N_COUNTS, N_FEATURES, N_STEPS, OBS_DIM
 
 
 @lru_cache(maxsize=1)
@@ -171,7 +177,7 @@ class PaperQNetwork(QNetwork):
                  normalize_images: bool = True, embed_dim: int = 64, hidden_dim: int = 64) -> None:
         BasePolicy.__init__(self, observation_space, action_space, features_extractor=features_extractor,
                             normalize_images=normalize_images)
-        if int(action_space.n) != N_ACTIONS or features_dim != N_FEATURES + N_STEPS:
+        if int(action_space.n) != N_ACTIONS or features_dim != OBS_DIM:
             raise ValueError(
                 f"PaperQNetwork needs OxideComposition's spaces (Discrete(800), Box(150,)); got "
                 f"{action_space} and {features_dim} observation features. Use 'MlpPolicy' for other envs."
@@ -195,12 +201,50 @@ class PaperQNetwork(QNetwork):
         return data
 
 
+class ScoredActions(NamedTuple):
+    """What action selection needs for a batch of distinct states (:meth:`ConstrainedDQNPolicy.scored_actions`)."""
+
+    q_values: torch.Tensor
+    """Q-values, float ``(batch, n_actions)`` (-inf for actions no state of the batch may take)."""
+    allowed: torch.Tensor
+    """Allowed actions, bool ``(batch, n_actions)``: mask AND oracles (row-wise fallback to the mask)."""
+
+
+def check_policy_settings(top_n_pct: object, oracle_threshold: object,
+                          merge_noops: object) -> tuple[float, float, bool]:
+    """The action-selection settings as ``(float, float, bool)``, or ``ValueError`` / ``TypeError`` naming the bad one.
+
+    Example:
+        >>> check_policy_settings(20, 0.5, False)
+        (20.0, 0.5, False)
+        >>> check_policy_settings(150, 0.5, False)
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid top_n_pct=150: expected a finite number >= 0 and <= 100.
+    """
+    top_n_pct = check_number(top_n_pct, "top_n_pct", minimum=0, maximum=100)
+    oracle_threshold = check_number(oracle_threshold, "oracle_threshold", minimum=0, maximum=1)
+    if not isinstance(merge_noops, (bool, np.bool_)):
+        raise ValueError(f"Invalid merge_noops={merge_noops!r}: expected True or False.")
+    return float(top_n_pct), float(oracle_threshold), bool(merge_noops)
+
+
 class ConstrainedDQNPolicy(DQNPolicy):
-    """DQN policy with the paper's Q-network plus one constraint oracle per constraint.
+    """DQN policy with the paper's Q-network, one constraint oracle per constraint, and its action selection.
+
+    Action selection (:meth:`_predict`, :meth:`predict`): allowed actions = ``action_masks``
+    AND ``C_j(s, a) >= oracle_threshold`` for every oracle (a row the oracles would leave
+    empty falls back to its mask; :attr:`oracle_fallbacks` of :attr:`oracle_decisions` count
+    it); with ``merge_noops`` the count-0 actions rank as one (the best of them,
+    :func:`~agents.sampling.merge_noop_actions`); then ``deterministic`` is greedy among the
+    allowed actions, else uniform among the top ``top_n_pct`` % of them by Q
+    (:func:`~agents.sampling.top_n_sample`). Epsilon exploration is the algorithm's
+    (:meth:`agents.dqn.ConstrainedDQN.predict`). ``ConstrainedDQN`` sets the three settings
+    from its own arguments; they are saved with the policy.
 
     For spaces other than OxideComposition's (any Discrete-action env with ``action_masks()``),
-    use ``paper_network=False``: the Q-network and oracles are SB3 MLPs over the observation
-    (``net_arch``) with one output per action.
+    use ``paper_network=False`` or :class:`ConstrainedMlpPolicy` (``"MlpPolicy"``): the
+    Q-network and oracles are SB3 MLPs over the observation (``net_arch``) with one output per action.
 
     Args:
         n_constraints: number of oracles (one per constraint, e.g. charge neutrality and
@@ -208,6 +252,21 @@ class ConstrainedDQNPolicy(DQNPolicy):
         paper_network: use the paper's architecture (OxideComposition spaces only).
         embed_dim, hidden_dim: widths of the paper's network.
         oracle_lr: Adam learning rate of the oracles.
+        top_n_pct: sample among the top ``top_n_pct`` % allowed actions (paper: 20; 0 is greedy).
+        oracle_threshold: T, the oracles' acceptance threshold (paper: 0.5).
+        merge_noops: rank the count-0 ("add nothing") actions as one candidate.
+        Other arguments: as SB3's ``DQNPolicy``.
+
+    Example:
+        >>> import gymnasium as gym, oxide_env
+        >>> from stable_baselines3.common.utils import ConstantSchedule
+        >>> env = gym.make("OxideComposition-v0")
+        >>> policy = ConstrainedDQNPolicy(env.observation_space, env.action_space, ConstantSchedule(1e-3))
+        >>> obs, info = env.reset(seed=0)
+        >>> mask = np.zeros(800, dtype=bool); mask[[52, 417]] = True
+        >>> action, _ = policy.predict(obs, action_masks=mask)
+        >>> int(action) in (52, 417)
+        True
     """
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, lr_schedule: Schedule,
@@ -217,11 +276,18 @@ class ConstrainedDQNPolicy(DQNPolicy):
                  optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
                  optimizer_kwargs: dict[str, Any] | None = None, n_constraints: int = 2,
                  paper_network: bool = True, embed_dim: int = 64, hidden_dim: int = 64,
-                 oracle_lr: float = 1e-3) -> None:
+                 oracle_lr: float = 1e-3, top_n_pct: float = 20.0, oracle_threshold: float = 0.5,
+                 merge_noops: bool = False) -> None:
         self.n_constraints = n_constraints
         self.paper_network = paper_network
         self.embed_dim, self.hidden_dim = embed_dim, hidden_dim
         self.oracle_lr = oracle_lr
+        self.top_n_pct, self.oracle_threshold, self.merge_noops = check_policy_settings(
+            top_n_pct, oracle_threshold, merge_noops)
+        self.oracle_fallbacks = 0
+        """States whose mask the oracles would have emptied (their mask was used instead)."""
+        self.oracle_decisions = 0
+        """States the oracles filtered (distinct states only, when ``rows`` is given)."""
         super().__init__(observation_space, action_space, lr_schedule, net_arch=net_arch,
                          activation_fn=activation_fn, features_extractor_class=features_extractor_class,
                          features_extractor_kwargs=features_extractor_kwargs, normalize_images=normalize_images,
@@ -260,6 +326,109 @@ class ConstrainedDQNPolicy(DQNPolicy):
             return torch.ones(0, obs.shape[0], int(self.action_space.n), device=obs.device)
         return torch.stack([torch.sigmoid(o(obs)) for o in self.oracles])
 
+    # ------------------------------------------------------------------ action selection
+    def _masks_tensor(self, action_masks: torch.Tensor | np.ndarray | None, n: int) -> torch.Tensor:
+        """``action_masks`` as bool ``(n, n_actions)`` on the policy's device (all allowed for ``None``)."""
+        n_actions = int(self.action_space.n)
+        if action_masks is None:
+            return torch.ones(n, n_actions, dtype=torch.bool, device=self.device)
+        masks = torch.as_tensor(action_masks if isinstance(action_masks, torch.Tensor)
+                                else np.asarray(action_masks, dtype=bool), device=self.device)
+        if masks.numel() != n * n_actions:
+            raise ValueError(f"Invalid action_masks of shape {tuple(masks.shape)}: expected ({n}, {n_actions}), "
+                             "one row of allowed actions per observation (env.action_masks()).")
+        return masks.bool().reshape(n, n_actions)
+
+    def scored_actions(self, observation: torch.Tensor,
+                       action_masks: torch.Tensor | np.ndarray | None = None) -> ScoredActions:
+        """Q-values and allowed actions of a batch of states (no gradients).
+
+        Allowed = ``action_masks`` AND every oracle's ``C_j >= oracle_threshold`` (a row left
+        empty falls back to its mask, counted in :attr:`oracle_fallbacks`), then with
+        ``merge_noops`` one count-0 action per row. Only the actions some row's mask allows
+        are scored (the fused CPU kernel skips the others).
+
+        Args:
+            observation: float ``(batch, *obs_shape)`` on the policy's device (one row per distinct state).
+            action_masks: bool ``(batch, n_actions)``; ``None``: every action allowed.
+        """
+        obs = observation if observation.ndim > len(self.observation_space.shape) else observation[None]
+        masks = self._masks_tensor(action_masks, obs.shape[0])
+        with torch.no_grad():
+            q, logits = self.scores(obs, masks.any(dim=0).nonzero().squeeze(1))
+            allowed = masks
+            if self.n_constraints:
+                t = self.oracle_threshold  # sigmoid(x) >= t  <=>  x >= log(t / (1 - t))
+                cut = -math.inf if t <= 0 else math.inf if t >= 1 else math.log(t) - math.log1p(-t)
+                allowed = masks & (logits >= cut).all(dim=0)
+                empty = ~allowed.any(dim=1)
+                self.oracle_decisions += int(masks.shape[0])
+                if empty.any():
+                    self.oracle_fallbacks += int(empty.sum())
+                    allowed[empty] = masks[empty]
+            if self.merge_noops:
+                allowed = merge_noop_actions(q, allowed)
+        return ScoredActions(q, allowed)
+
+    def select_actions(self, scored: ScoredActions, deterministic: bool = False, *,
+                       generator: torch.Generator | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Actions from :meth:`scored_actions`: greedy among the allowed ones, or top-n% sampling.
+
+        Args:
+            scored: Q-values and allowed actions of the distinct states.
+            deterministic: greedy; otherwise uniform among the top ``top_n_pct`` % allowed actions.
+            generator: torch generator on the policy's device (``None``: torch's default one).
+            rows: ``(m,)`` state index of each output row (``None``: one action per state).
+        """
+        q, allowed = scored
+        if deterministic:
+            actions = q.masked_fill(~allowed, float("-inf")).argmax(dim=1)
+            return actions if rows is None else actions[rows]
+        return top_n_sample(q, allowed, self.top_n_pct, generator=generator, rows=rows)
+
+    def _predict(self, observation: torch.Tensor, deterministic: bool = False,
+                 action_masks: torch.Tensor | np.ndarray | None = None, *,
+                 generator: torch.Generator | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Actions (long ``(batch,)``, or ``(m,)`` with ``rows``) under the policy's rules (no epsilon).
+
+        Args:
+            observation: float ``(batch, *obs_shape)`` on the policy's device.
+            deterministic: greedy among the allowed actions; otherwise top-n% sampling.
+            action_masks: allowed actions, bool ``(batch, n_actions)`` (``None``: all).
+            generator: torch generator for the sampling (``None``: torch's default one).
+            rows: with ``rows``, ``observation`` and ``action_masks`` hold *distinct* states
+                only and output row ``i`` acts in state ``rows[i]``: each state is scored once
+                (what makes generation fast). The draws equal those for the repeated states.
+        """
+        scored = self.scored_actions(observation, action_masks)
+        if rows is not None:
+            rows = torch.as_tensor(rows, device=self.device, dtype=torch.long).reshape(-1)
+        return self.select_actions(scored, deterministic, generator=generator, rows=rows)
+
+    def predict(self, observation: np.ndarray, state: tuple[np.ndarray, ...] | None = None,
+                episode_start: np.ndarray | None = None, deterministic: bool = False,
+                action_masks: np.ndarray | None = None) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Actions for one observation or a batch, as sb3-contrib's maskable policies (numpy in, numpy out).
+
+        Args:
+            observation: one observation or a batch.
+            state, episode_start: unused (no recurrent state); ``state`` is returned as given.
+            deterministic: greedy among the allowed actions; otherwise top-n% sampling with
+                torch's default generator (seed it with ``torch.manual_seed``).
+            action_masks: allowed actions (``env.action_masks()``), one row per observation.
+
+        Returns:
+            ``(actions, state)``: an int action for one observation, else an array ``(batch,)``.
+        """
+        self.set_training_mode(False)
+        obs_tensor, vectorized = self.obs_to_tensor(observation)
+        with torch.no_grad():
+            actions = self._predict(obs_tensor, deterministic=deterministic, action_masks=action_masks)
+        actions = actions.cpu().numpy().reshape((-1, *self.action_space.shape))
+        if not vectorized:
+            actions = actions.squeeze(axis=0)
+        return actions, state
+
     def set_training_mode(self, mode: bool) -> None:
         super().set_training_mode(mode)
         for oracle in getattr(self, "oracles", []):
@@ -268,5 +437,35 @@ class ConstrainedDQNPolicy(DQNPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(n_constraints=self.n_constraints, paper_network=self.paper_network,
-                    embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, oracle_lr=self.oracle_lr)
+                    embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, oracle_lr=self.oracle_lr,
+                    top_n_pct=self.top_n_pct, oracle_threshold=self.oracle_threshold, merge_noops=self.merge_noops)
         return data
+
+
+class ConstrainedMlpPolicy(ConstrainedDQNPolicy):
+    """``ConstrainedDQN("MlpPolicy", env)``: SB3 MLPs for the Q-network and the oracles, any Discrete env.
+
+    The Q-network is SB3's ``QNetwork`` over the flattened observation (``net_arch``, default
+    ``[64, 64]``, ReLU, as SB3's DQN ``MlpPolicy``), and each of the ``n_constraints`` oracles
+    is another such MLP with one logit per action. Action selection is
+    :class:`ConstrainedDQNPolicy`'s. With OxideComposition's raw features (up to ~3,800) an
+    MLP learns better from ``normalize_observations=True``.
+
+    Example:
+        >>> import gymnasium as gym, oxide_env
+        >>> from stable_baselines3.common.utils import ConstantSchedule
+        >>> env = gym.make("OxideComposition-v0")
+        >>> policy = ConstrainedMlpPolicy(env.observation_space, env.action_space, ConstantSchedule(1e-3),
+        ...                               n_constraints=1)
+        >>> type(policy.q_net).__name__, len(policy.oracles), policy.net_arch
+        ('QNetwork', 1, [64, 64])
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, lr_schedule: Schedule,
+                 net_arch: list[int] | None = None, activation_fn: type[nn.Module] = nn.ReLU,
+                 *args: Any, paper_network: bool = False, **kwargs: Any) -> None:
+        if paper_network:
+            raise ValueError("Invalid paper_network=True for ConstrainedMlpPolicy ('MlpPolicy'): use "
+                             "'PaperQPolicy' for the paper's network.")
+        super().__init__(observation_space, action_space, lr_schedule, net_arch, activation_fn, *args,
+                         paper_network=False, **kwargs)

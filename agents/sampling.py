@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from oxide_env.chemistry.episode import N_COUNTS
+
 
 def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,
                  generator: torch.Generator | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,7 +52,7 @@ def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,
     return top.gather(1, pick[:, None]).squeeze(1)
 
 
-def merge_noop_actions(q: torch.Tensor, mask: torch.Tensor, n_counts: int = 10) -> torch.Tensor:
+def merge_noop_actions(q: torch.Tensor, mask: torch.Tensor, n_counts: int = N_COUNTS) -> torch.Tensor:
     """Keep one count-0 action per row (the best-scoring allowed one): the others are the same move.
 
     Action ``a = n_counts * element + count`` with count 0 adds nothing, so the 80 count-0

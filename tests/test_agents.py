@@ -136,7 +136,9 @@ def test_fused_kernel_leaves_torch_thread_count_alone():
 
 def test_generation_scores_each_distinct_state_once_with_identical_results():
     """Batched generation (distinct states scored once) equals stepping every episode on its own."""
-    from agents.generation import generate_counts, hard_rule_masks, observations
+    from agents.generation import generate_counts
+    from oxide_env.chemistry.episode import hard_rule_masks
+    from oxide_env.core import observations
 
     model = tiny_model()
     model.learn(total_timesteps=300)
@@ -145,8 +147,8 @@ def test_generation_scores_each_distinct_state_once_with_identical_results():
     generator = torch.Generator().manual_seed(seed)
     counts = np.zeros((n, 80), dtype=np.int64)
     for step in range(5):
-        actions = model._act(observations(counts, step), hard_rule_masks(counts, step), deterministic=False,
-                             epsilon=0.0, generator=generator)
+        obs = torch.as_tensor(observations(counts, step))
+        actions = model.policy._predict(obs, action_masks=hard_rule_masks(counts, step), generator=generator).numpy()
         np.add.at(counts, (np.arange(n), actions // 10), actions % 10)
     assert np.array_equal(fast, counts)
     assert len({r.tobytes() for r in fast}) > 1
@@ -280,6 +282,132 @@ def test_no_oracles_trains_saves_and_loads(tmp_path):
     loaded = ConstrainedDQN.load(tmp_path / "m.zip", env=tiny_env(), device="cpu")
     assert loaded.constraints == ()
     assert loaded.generate(20, seed=4) == model.generate(20, seed=4)
+
+
+# ---------------------------------------------------------------- policy: action selection, MlpPolicy, load
+def test_policy_predict_takes_masks_like_maskable_policies():
+    """policy.predict: numpy in/out, one observation or a batch, masks respected; _predict's rows = repeated states."""
+    model = tiny_model(top_n_pct=10.0)
+    policy = model.policy
+    obs = tiny_env(3).reset()
+    masks = np.zeros((3, 800), dtype=bool)
+    masks[0, [5, 6]] = masks[1, 700:] = masks[2, ::7] = True
+    torch.manual_seed(0)
+    actions, state = policy.predict(obs, action_masks=masks)
+    assert isinstance(actions, np.ndarray) and actions.shape == (3,) and state is None
+    assert masks[np.arange(3), actions].all()
+    one, _ = policy.predict(obs[1], action_masks=masks[1], deterministic=True)
+    assert one.shape == () and masks[1, one]
+    scored = policy.scored_actions(torch.as_tensor(obs), masks)
+    greedy = scored.q_values.masked_fill(~scored.allowed, float("-inf")).argmax(dim=1).numpy()
+    assert np.array_equal(policy.predict(obs, action_masks=masks, deterministic=True)[0], greedy)
+    assert policy.predict(obs[1], action_masks=masks[1], deterministic=True)[0] == greedy[1]
+    # rows: distinct states in, one action per episode out, same draws as the repeated states
+    rows = torch.tensor([2, 0, 0, 1, 2, 2, 1])
+    obs_t, masks_t = torch.as_tensor(obs), torch.as_tensor(masks)
+    fast = policy._predict(obs_t, action_masks=masks_t, generator=torch.Generator().manual_seed(4), rows=rows)
+    slow = policy._predict(obs_t[rows], action_masks=masks_t[rows], generator=torch.Generator().manual_seed(4))
+    assert torch.equal(fast, slow)
+    # the algorithm's epsilon-free path is the policy's (what generation used to call)
+    legacy = model._act(obs, masks, deterministic=False, epsilon=0.0, generator=torch.Generator().manual_seed(4),
+                        inverse=rows.numpy())
+    assert np.array_equal(legacy, fast.numpy())
+    with pytest.raises(ValueError, match=r"action_masks of shape \(3, 10\)"):
+        policy._predict(obs_t, action_masks=np.ones((3, 10), bool))
+
+
+def test_oracle_fallback_is_counted_by_the_policy():
+    model = tiny_model(oracle_threshold=1.0)  # sigmoid < 1: the oracles reject every action
+    obs = tiny_env(4).reset()
+    actions, _ = model.predict(obs, action_masks=np.ones((4, 800), bool), deterministic=True)
+    assert model.policy.oracle_fallbacks == model.oracle_fallbacks == 4 and model.oracle_decisions == 4
+    assert len(actions) == 4
+
+
+def test_policy_settings_live_in_the_policy_and_are_saved(tmp_path):
+    model = tiny_model(top_n_pct=10.0, merge_noops=True, oracle_threshold=0.4)
+    policy = model.policy
+    assert (policy.top_n_pct, policy.merge_noops, policy.oracle_threshold) == (10.0, True, 0.4)
+    model.top_n_pct = 30
+    assert policy.top_n_pct == 30.0 and model.policy_kwargs["top_n_pct"] == 30.0
+    with pytest.raises(ValueError, match="Invalid top_n_pct=101"):
+        model.top_n_pct = 101
+    with pytest.raises(ValueError, match="Invalid merge_noops=1"):
+        model.merge_noops = 1
+    model.save(tmp_path / "m.zip")
+    loaded = ConstrainedDQN.load(tmp_path / "m.zip", device="cpu")
+    assert (loaded.policy.top_n_pct, loaded.policy.merge_noops, loaded.policy.oracle_threshold) == (30.0, True, 0.4)
+    with pytest.raises(ValueError, match=r"policy_kwargs\['top_n_pct'\]=5.*pass top_n_pct="):
+        tiny_model(policy_kwargs={"top_n_pct": 5.0})
+    with pytest.raises(ValueError, match="Invalid policy='CnnPolicy'"):
+        ConstrainedDQN("CnnPolicy", tiny_env(2))
+
+
+def test_file_with_settings_on_the_algorithm_loads_them_into_the_policy(tmp_path):
+    """Files saved before top_n_pct etc. moved into the policy keep their values."""
+    import json
+    import zipfile
+
+    model = tiny_model(top_n_pct=10.0, merge_noops=True)
+    model.save(tmp_path / "new.zip")
+    with zipfile.ZipFile(tmp_path / "new.zip") as zin, zipfile.ZipFile(tmp_path / "old.zip", "w") as zout:
+        for name in zin.namelist():
+            content = zin.read(name)
+            if name == "data":
+                data = json.loads(content)
+                for key in ("top_n_pct", "merge_noops", "oracle_threshold"):
+                    data[key] = data["policy_kwargs"].pop(key)
+                data["oracle_fallbacks"] = 7
+                content = json.dumps(data).encode()
+            zout.writestr(name, content)
+    loaded = ConstrainedDQN.load(tmp_path / "old.zip", device="cpu")
+    assert (loaded.top_n_pct, loaded.merge_noops, loaded.oracle_fallbacks) == (10.0, True, 0)
+    assert loaded.generate(20, seed=1) == model.generate(20, seed=1)
+
+
+def test_mlp_policy_trains_predicts_saves_and_loads(tmp_path):
+    from agents.policies import ConstrainedMlpPolicy
+
+    env = tiny_env(normalize_observations=True)
+    model = ConstrainedDQN("MlpPolicy", env, episodes_per_iteration=10, learning_starts=50,
+                           policy_kwargs={"net_arch": [16]}, seed=0, device="cpu")
+    assert isinstance(model.policy, ConstrainedMlpPolicy) and len(model.policy.oracles) == 2
+    assert type(model.q_net).__name__ == "QNetwork" and model.policy.net_arch == [16]
+    model.learn(total_timesteps=300)
+    assert model.replay_buffer.constraint_labels[: model.replay_buffer.pos].max() >= 0  # oracles had labels
+    masks = np.zeros((10, 800), dtype=bool)
+    masks[:, 410:420] = True
+    actions, _ = model.predict(env.reset(), action_masks=masks)
+    assert ((actions >= 410) & (actions < 420)).all()
+    before = model.generate(30, seed=2)
+    model.save(tmp_path / "mlp")
+    loaded = ConstrainedDQN.load(tmp_path / "mlp", device="cpu")
+    assert isinstance(loaded.policy, ConstrainedMlpPolicy)
+    assert loaded.generate(30, seed=2) == before
+    for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="paper_network=True"):
+        ConstrainedDQN("MlpPolicy", env, policy_kwargs={"paper_network": True})
+
+
+def test_load_without_env_generates_with_the_saved_env_settings(tmp_path):
+    model = tiny_model(tiny_env(exact_masks="charge_neutral", normalize_observations=True))
+    model.learn(total_timesteps=100)
+    assert model.generation_settings == {"exact_masks": "charge_neutral", "normalize_observations": True}
+    model.save(tmp_path / "m.zip")
+    loaded = ConstrainedDQN.load(tmp_path / "m.zip", device="cpu")
+    assert loaded.env is None and loaded.generation_settings == model.generation_settings
+    assert loaded.generate(40, seed=3) == model.generate(40, seed=3)
+    assert loaded.generate(40, seed=3, exact_masks=None) == model.generate(40, seed=3)  # None: the saved setting
+    assert loaded.generate(40, seed=3, normalize_observations=False) != model.generate(40, seed=3)
+    with pytest.raises(ValueError, match="normalize_observations='yes'"):
+        loaded.generate(5, normalize_observations="yes")
+
+
+def test_env_without_action_masks_is_refused():
+    model = ConstrainedDQN("MlpPolicy", "CartPole-v1", constraints=(), seed=0, device="cpu")
+    with pytest.raises(ValueError, match=r"needs envs with action_masks\(\)"):
+        model.learn(total_timesteps=10)
 
 
 def test_learning_improves_reward_over_random():
