@@ -238,26 +238,14 @@ def _train_maskable_ppo(task: BenchTask, method: Method, seed: int, iterations: 
 
 
 def _generate_with_env(model: Any, task: BenchTask, method: Method, n: int, seed: int) -> list[str]:
-    """``n`` episodes of a masked SB3 policy (``predict(obs, action_masks=...)``) in the env.
+    """``n`` materials of a masked SB3 policy (``predict(obs, action_masks=...)``), on the episode core.
 
-    The policy samples with torch's global generator, seeded here with ``seed``: a reloaded
-    model generates the same materials as the freshly trained one.
+    The policy samples with torch's global generator, seeded with ``seed``: a reloaded model
+    generates the same materials as the freshly trained one.
     """
-    import torch
+    from agents.generation import generate
 
-    from oxide_env.chemistry.composition import counts_to_formulas
-
-    venv = _ppo_env(task, method, min(max(n, 1), 100), seed)
-    torch.manual_seed(seed)
-    finals: list[np.ndarray] = []
-    obs = venv.reset()
-    while len(finals) < n:
-        for _ in range(5):
-            masks = np.stack(venv.env_method("action_masks"))
-            actions, _ = model.predict(obs, action_masks=masks, deterministic=False)
-            obs, _, dones, infos = venv.step(actions)
-        finals += [info["composition"] for info, done in zip(infos, dones) if done]
-    return counts_to_formulas(np.stack(finals[:n]).astype(np.int64))
+    return generate(model, n, seed=seed, batch_size=1000, exact_masks=method.exact_masks)
 
 
 def _conflict(task: BenchTask, method: Method, seed: int, *, directory: Path, settings: dict[str, Any],

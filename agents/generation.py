@@ -40,18 +40,34 @@ def _choose(model: Any, obs: np.ndarray, masks: np.ndarray, generator: torch.Gen
     return actions.cpu().numpy()
 
 
+def _scores_distinct_states(model: Any) -> bool:
+    """Whether the policy takes ``rows=`` (ConstrainedDQN's): then each distinct state is scored once."""
+    from agents.policies import ConstrainedDQNPolicy
+
+    return isinstance(getattr(model, "policy", None), ConstrainedDQNPolicy)
+
+
 def _play(model: Any, m: int, generator: torch.Generator, exact_masks: str | None,
           normalize: bool = False) -> np.ndarray:
-    """Final compositions ``(m, 80)`` of ``m`` episodes played together on the episode core."""
+    """Final compositions ``(m, 80)`` of ``m`` episodes played together on the episode core.
+
+    A :class:`~agents.dqn.ConstrainedDQN` samples with ``generator``; any other masked SB3
+    algorithm acts through ``model.predict(obs, action_masks=..., deterministic=False)`` (with
+    torch's global generator, seeded by :func:`generate_counts`).
+    """
     batch = EpisodeBatch(m, None, exact_masks=exact_masks, normalize_observations=normalize)
     history = np.zeros(m, dtype=np.int64)  # one id per distinct action sequence
+    distinct_states = _scores_distinct_states(model)
     for _ in range(N_STEPS):
-        # many episodes share a state (all of them at step 0): the policy scores each distinct state once
-        _, first, inverse = np.unique(history, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        actions = _choose(model, batch.obs[first], batch.masks[first], generator, inverse)
-        batch.step(actions)
-        history = inverse * N_ACTIONS + actions
+        if distinct_states:
+            # many episodes share a state (all of them at step 0): score each distinct state once
+            _, first, inverse = np.unique(history, return_index=True, return_inverse=True)
+            inverse = inverse.reshape(-1)
+            actions = _choose(model, batch.obs[first], batch.masks[first], generator, inverse)
+            history = inverse * N_ACTIONS + actions
+        else:
+            actions, _ = model.predict(batch.obs, action_masks=batch.masks, deterministic=False)
+        batch.step(np.asarray(actions).reshape(-1))
     return batch.counts.copy()
 
 
@@ -61,7 +77,8 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
     """Final compositions ``(n, 80)`` of ``n`` episodes played by ``model``'s policy.
 
     Args:
-        model: a :class:`~agents.dqn.ConstrainedDQN` (its policy's ``_predict`` chooses the actions).
+        model: a :class:`~agents.dqn.ConstrainedDQN` (its policy's ``_predict`` chooses the actions), or
+            any SB3 algorithm whose ``predict`` takes ``action_masks`` (e.g. sb3-contrib's ``MaskablePPO``).
         n: number of materials.
         seed: seed of the sampling generator (same seed, same list).
         batch_size: episodes advanced together.
@@ -81,7 +98,10 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"Invalid n={n!r}: expected an integer >= 0.")
     generator = torch.Generator(device=model.device)
-    generator.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**62)))
+    seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**62))
+    generator.manual_seed(seed)
+    if not _scores_distinct_states(model):
+        torch.manual_seed(seed)  # SB3 policies sample with torch's global generator
     if not distinct:
         out = np.zeros((n, N_ELEMENTS), dtype=np.int64)
         for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", disable=not progress):

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from agents import kernels
-    from agents.generation import observations
+    from oxide_env.core import observations
     from oxide_env.chemistry.baseline import random_oxide_counts
 
     obs = torch.as_tensor(observations(random_oxide_counts(1024, seed=0), 4))

@@ -1,18 +1,23 @@
-"""Throughput of OxideComposition-v0 (single env, random allowed actions) and the random
-baseline played through the environment.
+"""Throughput of OxideComposition-v0: the batched vector envs against the per-copy path they replace.
 
-Measures steps/s with hard-rule masks (predictors replaced by a constant, i.e. excluding
-the terminal predictor call), with the shipped predictors (terminal rewards computed, cache
-cleared so every composition is predicted afresh), and with exact constraint masks; plus
-the time to compute the mask of all 800 actions.
+Random allowed actions (uniform among each copy's mask, drawn outside the timed region); only
+the environments' ``step`` calls are timed. "Excluding predictors" replaces the four predictors
+by constants (the terminal validity checks still run); "shipped predictors" uses the real
+models with an empty reward memo. Every timed row starts from empty feature / mask memos
+(cold: nearly every state of random play is new). The old path, in the same run: Gymnasium's
+``SyncVectorEnv`` and SB3's ``DummyVecEnv`` of single environments (one ``EpisodeBatch`` of
+one episode each, sharing one reward model).
 
 Usage:
-    python benchmarks/env_throughput.py [--episodes 2000] [--seed 0]
+    python benchmarks/env_throughput.py [--envs 100] [--steps 1000] [--seed 0] [--threads 1]
+
+Writes ``benchmarks/results/env_throughput.md`` and ``.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 from pathlib import Path
@@ -22,102 +27,160 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 
 
-def play(env, episodes: int, seed: int) -> tuple[float, list[dict]]:
+def random_actions(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One uniformly random allowed action per row of ``masks``."""
+    counts = masks.sum(axis=1)
+    picks = (rng.random(len(masks)) * counts).astype(np.int64)
+    cumulative = np.cumsum(masks, axis=1)
+    return np.argmax(cumulative > picks[:, None], axis=1)
+
+
+def cold() -> None:
+    from oxide_env import core
+    from oxide_env.chemistry import completion
+
+    core._FEATURES.store.clear()
+    completion.clear_cache()
+
+
+def time_gym(envs, steps: int, seed: int) -> float:
+    """Steps/s of a Gymnasium vector env (info["action_mask"] gives the masks)."""
     rng = np.random.default_rng(seed)
-    finals = []
-    n_steps = 0
-    t0 = time.perf_counter()
-    obs, info = env.reset(seed=seed)
-    for _ in range(episodes):
-        done = False
-        while not done:
-            action = rng.choice(np.flatnonzero(info["action_mask"]))
-            obs, reward, done, _, info = env.step(action)
-            n_steps += 1
-        finals.append(info)
-        obs, info = env.reset()
-    return n_steps / (time.perf_counter() - t0), finals
+    _, info = envs.reset(seed=seed)
+    elapsed = 0.0
+    for _ in range(steps):
+        actions = random_actions(info["action_mask"], rng)
+        t0 = time.perf_counter()
+        _, _, _, _, info = envs.step(actions)
+        elapsed += time.perf_counter() - t0
+    return steps * envs.num_envs / elapsed
+
+
+def time_sb3(venv, steps: int, seed: int) -> float:
+    """Steps/s of an SB3 VecEnv (masks from env_method("action_masks"), as sb3-contrib does)."""
+    rng = np.random.default_rng(seed)
+    venv.reset()
+    elapsed = 0.0
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        masks = np.stack(venv.env_method("action_masks"))
+        elapsed += time.perf_counter() - t0
+        actions = random_actions(masks, rng)
+        t0 = time.perf_counter()
+        venv.step(actions)
+        elapsed += time.perf_counter() - t0
+    return steps * venv.num_envs / elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", type=int, default=2000)
+    parser.add_argument("--envs", type=int, default=100, help="copies per vector env (default 100)")
+    parser.add_argument("--steps", type=int, default=1000, help="vector steps per measurement (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", default=str(RESULTS / "env_throughput.md"))
     args = parser.parse_args(argv)
 
-    import oxide_env
-    import predictors
-    from oxide_env import env as env_module
-    from oxide_env.chemistry import completion
+    import gymnasium as gym
+    import torch
+    from gymnasium.vector import SyncVectorEnv
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    import oxide_env  # noqa: F401  (registers the env)
+    from agents.vec_env import make_oxide_vec_env
     from oxide_env.env import OxideCompositionEnv
     from oxide_env.tasks import PREDICTOR_NAMES
+    from oxide_env.vector import OxideCompositionVectorEnv
+    from predictors.envs import reward_model
 
+    torch.set_num_threads(args.threads)
     constant = {name: (lambda c: np.zeros(len(c))) for name in PREDICTOR_NAMES}
-    rows = []
+    n, steps = args.envs, args.steps
+    rows: list[dict] = []
 
-    def fresh():
-        env_module._STATES.store.clear()
-        completion.clear_cache()
+    def measure(setting: str, target: str, new, old=None) -> None:
+        cold()
+        new_sps = new()
+        old_sps = None
+        if old is not None:
+            cold()
+            old_sps = old()
+        rows.append({"setting": setting, "steps_per_s": new_sps, "old_path_steps_per_s": old_sps,
+                     "ratio": None if old_sps is None else new_sps / old_sps, "target": target})
+        print(rows[-1], flush=True)
 
-    fresh()
-    sps, _ = play(OxideCompositionEnv(predictors=constant), args.episodes, args.seed)
-    rows.append(("hard-rule masks, excluding predictors (cold state cache)", sps, ">= 10,000"))
-    sps, _ = play(OxideCompositionEnv(predictors=constant), args.episodes, args.seed)
-    rows.append(("hard-rule masks, excluding predictors (warm state cache)", sps, ">= 10,000"))
-    fresh()
-    env = OxideCompositionEnv(task="bulk_modulus")
-    env.rewarder._cache.clear()
-    sps, finals = play(env, args.episodes, args.seed)
-    rows.append(("hard-rule masks, shipped predictors (all four, cold)", sps, ">= 3,000"))
+    def shipped():
+        model = reward_model("bulk_modulus")
+        model.clear_cache()
+        return model
+
+    def fake():
+        return reward_model("bulk_modulus", predictors=constant)
+
+    measure("single env, hard masks, excluding predictors", "-",
+            lambda: time_gym(SyncVectorEnv([lambda: OxideCompositionEnv(fake())]), steps * 5, args.seed))
+    measure(f"Gymnasium vector env ({n} copies), hard masks, excluding predictors", ">= 100,000",
+            lambda: time_gym(OxideCompositionVectorEnv(n, fake()), steps, args.seed),
+            lambda: (lambda m: time_gym(SyncVectorEnv([lambda: OxideCompositionEnv(m) for _ in range(n)]),
+                                        steps // 5, args.seed))(fake()))
+    shared = fake()
+    measure(f"SB3 VecEnv ({n} copies), hard masks, excluding predictors", ">= 100,000",
+            lambda: time_sb3(make_oxide_vec_env(n, seed=args.seed, reward_model=fake()), steps, args.seed),
+            lambda: time_sb3(DummyVecEnv([lambda: Monitor(OxideCompositionEnv(shared)) for _ in range(n)]),
+                             steps // 5, args.seed))
+    measure(f"Gymnasium vector env ({n} copies), shipped predictors", ">= 30,000",
+            lambda: time_gym(OxideCompositionVectorEnv(n, shipped()), steps, args.seed),
+            lambda: (lambda m: time_gym(SyncVectorEnv([lambda: OxideCompositionEnv(m) for _ in range(n)]),
+                                        steps // 5, args.seed))(shipped()))
+    measure(f"SB3 VecEnv ({n} copies), shipped predictors", ">= 30,000",
+            lambda: time_sb3(make_oxide_vec_env(n, seed=args.seed, reward_model=shipped()), steps, args.seed))
     for constraint in ("charge_neutral", "electronegativity_balanced"):
-        fresh()
-        sps, _ = play(OxideCompositionEnv(predictors=constant, exact_masks=constraint), args.episodes, args.seed)
-        rows.append((f"exact {constraint} masks, excluding predictors", sps, "-"))
-
-    # time of one exact mask of all 800 actions, per step, cold
+        measure(f"Gymnasium vector env ({n} copies), exact {constraint} masks, excluding predictors", "-",
+                lambda c=constraint: time_gym(OxideCompositionVectorEnv(n, fake(), exact_masks=c), steps // 2,
+                                              args.seed))
+    # the random baseline through the vector env, as a check that the env plays the paper's MDP
+    envs = gym.make_vec("OxideComposition-v0", num_envs=n, task="bulk_modulus")
     rng = np.random.default_rng(args.seed)
-    timing = []
-    for constraint in ("charge_neutral", "electronegativity_balanced"):
-        per_step = []
-        for step in range(5):
-            states = []
-            for _ in range(200):
-                counts = np.zeros(80, dtype=np.int64)
-                for s in range(step):
-                    mask = completion.hard_rule_mask(counts, s)
-                    a = rng.choice(np.flatnonzero(mask))
-                    counts[a // 10] += a % 10
-                states.append(counts)
-            completion.clear_cache()
-            t0 = time.perf_counter()
-            for counts in states:
-                completion.completable_actions(counts, step, constraint)
-            per_step.append((time.perf_counter() - t0) / len(states) * 1e3)
-        timing.append((constraint, per_step))
+    _, info = envs.reset(seed=args.seed)
+    formulas: list[str] = []
+    while len(formulas) < 2000:
+        _, _, terminated, _, info = envs.step(random_actions(info["action_mask"], rng))
+        formulas += [f for f, done in zip(info.get("formula", []), terminated) if done]
 
-    # the random baseline through the environment: uniformly random allowed actions
-    formulas = [f["formula"] for f in finals]
-    models = [predictors.load(n) for n in PREDICTOR_NAMES]
+    import oxide_env as oe
+    import predictors
     from predictors.data import training_keys
 
-    metrics = oxide_env.evaluate(formulas, reference=training_keys(), predictors=models)
+    metrics = oe.evaluate(formulas[:2000], reference=training_keys(),
+                          predictors=[predictors.load(name) for name in PREDICTOR_NAMES])
 
-    lines = ["# OxideComposition-v0 throughput (single env, random allowed actions)", "",
-             "| setting | steps/s | target |", "|---|---|---|"]
-    lines += [f"| {name} | {sps:,.0f} | {target} |" for name, sps, target in rows]
-    lines += ["", "Exact mask of all 800 actions, ms per state (cold cache, 200 random states per step):", "",
-              "| constraint | step 1 | step 2 | step 3 | step 4 | step 5 | mean |", "|---|---|---|---|---|---|---|"]
-    for constraint, per_step in timing:
-        lines.append(f"| {constraint} | " + " | ".join(f"{x:.3f}" for x in per_step) + f" | {np.mean(per_step):.3f} |")
-    lines += ["", f"Random allowed actions through the env ({len(formulas)} episodes, seed {args.seed}):", "",
+    def fmt(x):
+        return "-" if x is None else f"{x:,.0f}"
+
+    command = (f"python benchmarks/env_throughput.py --envs {n} --steps {steps} --seed {args.seed} "
+               f"--threads {args.threads}")
+    lines = ["# OxideComposition-v0 throughput (random allowed actions, cold memos)", "",
+             f"{n} copies per vector env; {steps} vector steps per row (the old path: a fifth of them); only the "
+             "env's step (and mask) calls are timed; torch threads: " + str(args.threads) + ".", "",
+             "| setting | steps/s | old path steps/s | ratio | target |", "|---|---|---|---|---|"]
+    lines += [f"| {r['setting']} | {fmt(r['steps_per_s'])} | {fmt(r['old_path_steps_per_s'])} | "
+              + ("-" if r["ratio"] is None else f"{r['ratio']:.1f}x") + f" | {r['target']} |" for r in rows]
+    lines += ["", "Old path: Gymnasium `SyncVectorEnv` / SB3 `DummyVecEnv` of single environments sharing one "
+              "reward model (each steps its own one-episode core; rewards predicted one composition at a time).",
+              "", f"Random allowed actions through the vector env ({len(formulas[:2000])} episodes):", "",
               "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
-    lines += ["", f"Command: `python benchmarks/env_throughput.py --episodes {args.episodes} --seed {args.seed}`"]
+    lines += ["", f"Command: `{command}`"]
     text = "\n".join(lines)
     print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    with open(out.with_suffix(".csv"), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     return 0
 
 

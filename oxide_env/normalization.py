@@ -35,13 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from oxide_env.chemistry.completion import hard_rule_mask_of
-from oxide_env.chemistry.elements import MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
+from oxide_env.chemistry.episode import random_episodes
 from oxide_env.chemistry.features import FEATURE_LABELS, N_FEATURES, featurize
 
 __all__ = ["compute_feature_statistics", "feature_statistics", "normalize_features"]
 
-N_STEPS = 5
+
 MIN_STD = 1e-6
 """A feature whose spread is below this is only centred (divided by 1)."""
 
@@ -53,19 +52,8 @@ def stats_path() -> Path:
 
 def _random_episode_states(n_episodes: int, seed: int) -> np.ndarray:
     """Count vectors of every non-empty state of ``n_episodes`` uniformly random allowed episodes."""
-    rng = np.random.default_rng(seed)
-    counts = np.zeros((n_episodes, N_ELEMENTS), dtype=np.int64)
-    states = []
-    for step in range(N_STEPS):
-        has_other = np.delete(counts, OXYGEN_INDEX, axis=1).sum(axis=1) > 0
-        actions = np.empty(n_episodes, dtype=np.int64)
-        for flag in (False, True):
-            rows = np.flatnonzero(has_other == flag)
-            allowed = np.flatnonzero(hard_rule_mask_of(flag, step))
-            actions[rows] = rng.choice(allowed, size=len(rows))
-        np.add.at(counts, (np.arange(n_episodes), actions // (MAX_COUNT + 1)), actions % (MAX_COUNT + 1))
-        states.append(counts[counts.any(axis=1)].copy())
-    return np.concatenate(states)
+    states = random_episodes(n_episodes, np.random.default_rng(seed))
+    return np.concatenate([s[s.any(axis=1)] for s in states])
 
 
 def compute_feature_statistics(n_episodes: int = 20_000, seed: int = 0) -> dict:

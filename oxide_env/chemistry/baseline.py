@@ -22,10 +22,9 @@ import numpy as np
 
 from oxide_env.chemistry.composition import counts_to_formulas
 from oxide_env.chemistry.elements import MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
+from oxide_env.chemistry.episode import N_FREE_STEPS
 
 __all__ = ["random_oxide_counts", "random_oxides"]
-
-N_FREE_STEPS = 4
 
 
 def _check(n: int) -> int:

@@ -54,6 +54,7 @@ __all__ = [
     "encode_action",
     "hard_rule_mask_of",
     "hard_rule_masks",
+    "random_episodes",
 ]
 
 N_STEPS: int = 5
@@ -152,3 +153,29 @@ def hard_rule_masks(counts: np.ndarray, steps: np.ndarray | int) -> np.ndarray:
         bad = steps[(steps < 0) | (steps > N_STEPS)][0]
         raise ValueError(f"Invalid step={int(bad)}: expected 0..{N_STEPS}.")
     return _mask_table()[has_other.astype(np.intp), steps]
+
+
+def random_episodes(n_episodes: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Play ``n_episodes`` episodes with uniformly random hard-rule-allowed actions.
+
+    Returns the compositions after each step: ``N_STEPS`` arrays ``(n_episodes, 80)`` (the last
+    one holds the finished compositions). Per step the episodes are drawn in two groups (no
+    non-oxygen element yet, then the rest), each with one ``rng.choice`` over its allowed actions,
+    so a seed always gives the same episodes.
+
+    Example:
+        >>> states = random_episodes(3, np.random.default_rng(0))
+        >>> len(states), states[-1].shape, bool((states[-1][:, OXYGEN_INDEX] > 0).all())
+        (5, (3, 80), True)
+    """
+    counts = np.zeros((n_episodes, N_ELEMENTS), dtype=np.int64)
+    states = []
+    for step in range(N_STEPS):
+        has_other = (counts.sum(axis=1) - counts[:, OXYGEN_INDEX]) > 0
+        actions = np.empty(n_episodes, dtype=np.int64)
+        for flag in (False, True):
+            rows = np.flatnonzero(has_other == flag)
+            actions[rows] = rng.choice(np.flatnonzero(hard_rule_mask_of(flag, step)), size=len(rows))
+        apply_actions(counts, actions)
+        states.append(counts.copy())
+    return states
