@@ -23,7 +23,6 @@ same policy over SB3 MLPs, for any Discrete-action env.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -42,26 +41,23 @@ from oxide_env.chemistry.elements import N_ELEMENTS
 from oxide_env.chemistry.episode import N_ACTIONS, N_COUNTS, N_FEATURES, N_STEPS, OBS_DIM
 
 
-@lru_cache(maxsize=1)
-def feature_statistics(n_episodes: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of the 145 features over the random policy's non-empty states (fixed seed)."""
-    from oxide_env.chemistry.elements import OXYGEN_INDEX
-    from oxide_env.chemistry.features import featurize
+def feature_statistics() -> tuple[np.ndarray, np.ndarray]:
+    """Float32 ``(mean, std)`` of the 145 features the paper's network standardizes with.
 
-    rng = np.random.default_rng(seed)
-    counts = np.zeros((n_episodes, N_ELEMENTS), dtype=np.int64)
-    states = []
-    for _ in range(4):
-        el = rng.integers(0, N_ELEMENTS, n_episodes)
-        counts[np.arange(n_episodes), el] += rng.integers(0, N_COUNTS, n_episodes)
-        states.append(counts.copy())
-    counts[:, OXYGEN_INDEX] += rng.integers(1, N_COUNTS, n_episodes)
-    states.append(counts.copy())
-    allstates = np.concatenate(states)
-    allstates = allstates[allstates.sum(axis=1) > 0]
-    x = featurize(allstates)
-    std = x.std(axis=0)
-    return x.mean(axis=0).astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
+    The shipped statistics of :func:`oxide_env.normalization.feature_statistics` (every
+    non-empty state of 20,000 random episodes drawn among the hard-rule-allowed actions; std
+    > 0), the same numbers as the env's ``normalize_observations=True``. Networks keep them as
+    buffers in their weights, so a saved model keeps the statistics it was trained with.
+
+    Example:
+        >>> mean, std = feature_statistics()
+        >>> mean.shape, mean.dtype, bool((std > 0).all())
+        ((145,), dtype('float32'), True)
+    """
+    from oxide_env.normalization import feature_statistics as shipped
+
+    mean, std = shipped()
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def use_kernel(obs: torch.Tensor) -> bool:

@@ -87,8 +87,13 @@ def test_pairnet_batched_equals_per_action():
              net.act(net.count(torch.nn.functional.one_hot(torch.tensor(c), 10).float()))]
     ref = net.out(net.act(net.hidden(torch.cat(parts))))
     assert torch.allclose(q[1, 417], ref.squeeze(), atol=1e-5)
-    # no running statistics: the normalisation is a fixed buffer
+    # no running statistics: the normalisation is a fixed buffer, the shipped statistics
     assert not any("running" in k for k in net.state_dict())
+    from oxide_env.normalization import feature_statistics
+
+    mean, std = feature_statistics()
+    assert torch.equal(net.feature_mean, torch.from_numpy(mean.astype(np.float32)))
+    assert torch.equal(net.feature_std, torch.from_numpy(std.astype(np.float32)))
 
 
 def test_fused_kernel_equals_torch_networks():
