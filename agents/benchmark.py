@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from oxide_env.chemistry.checks import check_number
 from oxide_env.files import atomic_save_figure, atomic_write_text, read_json_dict
 from oxide_env.tasks import PLAUSIBLE_DESIGN
 
@@ -840,15 +841,12 @@ def run_table1(seeds: Sequence[int] = (0, 1, 2), n: int = 1000, iterations: int 
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"Unknown method {m!r}; choose from {', '.join(METHODS)}.")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"Invalid n={n!r}: expected an integer >= 2 (materials per run).")
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"Invalid iterations={iterations!r}: expected an integer >= 1.")
+    check_number(n, "n (materials per run)", integer=True, minimum=2)
+    check_number(iterations, "iterations", integer=True, minimum=1)
     if not seeds:
         raise ValueError("Invalid seeds=[]: give at least one seed (the goal is stated for >= 3).")
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise ValueError(f"Invalid seed {s!r}: expected integers >= 0.")
+        check_number(s, "seed", integer=True, minimum=0)
     from oxide_env.files import DirectoryLock, check_output_folder
 
     out = check_output_folder(out)

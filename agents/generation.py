@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from oxide_env.chemistry.checks import check_number
 from oxide_env.chemistry.composition import counts_to_formulas
 from oxide_env.chemistry.elements import N_ELEMENTS
 from oxide_env.chemistry.episode import N_ACTIONS, N_STEPS
@@ -95,8 +96,7 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
 
     from oxide_env.chemistry.metrics import composition_keys
 
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"Invalid n={n!r}: expected an integer >= 0.")
+    n = check_number(n, "n", integer=True, minimum=0)
     generator = torch.Generator(device=model.device)
     seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**62))
     generator.manual_seed(seed)

@@ -33,18 +33,19 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
+from oxide_env.chemistry.checks import check_number
+from oxide_env.chemistry.episode import N_STEPS
 from oxide_env.files import read_json_dict, sha256_file
 
 PAPER_ITERATIONS = 500
 EPISODES_PER_ITERATION = 100
-STEPS_PER_EPISODE = 5
+STEPS_PER_EPISODE = N_STEPS
 SETTINGS_FORMAT = 2  # bump when the meaning of a stored setting changes
 CHECKPOINT_FORMAT = 1
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"Invalid {name}={value!r}: expected an integer >= {minimum}.")
+    check_number(value, name, integer=True, minimum=minimum)
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,7 @@ class AgentRun:
         if (self.episodes_per_iteration * STEPS_PER_EPISODE) % self.n_envs:
             raise ValueError(f"Invalid n_envs={self.n_envs!r}: it must divide the {self.episodes_per_iteration} "
                              f"x {STEPS_PER_EPISODE} steps of an iteration (e.g. 1, 4, 10, 20, 50, 100).")
-        if isinstance(self.top_n_pct, bool) or not isinstance(self.top_n_pct, (int, float)) \
-                or not (0.0 < self.top_n_pct <= 100.0):
-            raise ValueError(f"Invalid top_n_pct={self.top_n_pct!r}: expected a percentage in (0, 100].")
+        check_number(self.top_n_pct, "top_n_pct", minimum=0, maximum=100, exclusive_minimum=True)
         if self.exact_masks not in (None, "charge_neutral", "electronegativity_balanced"):
             raise ValueError(f"Invalid exact_masks={self.exact_masks!r}; choose None, 'charge_neutral' or "
                              "'electronegativity_balanced'.")

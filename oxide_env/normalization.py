@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oxide_env.chemistry.checks import check_number
 from oxide_env.chemistry.episode import random_episodes
 from oxide_env.chemistry.features import FEATURE_LABELS, N_FEATURES, featurize
 
@@ -71,8 +72,7 @@ def compute_feature_statistics(n_episodes: int = 20_000, seed: int = 0) -> dict:
         >>> len(stats["mean"]), stats["n_states"] > 200
         (145, True)
     """
-    if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes < 2:
-        raise ValueError(f"Invalid n_episodes={n_episodes!r}: expected an integer >= 2.")
+    n_episodes = check_number(n_episodes, "n_episodes", integer=True, minimum=2)
     features = featurize(_random_episode_states(int(n_episodes), seed))
     return {
         "description": "mean and std of the 145 Magpie features over every non-empty state of random "

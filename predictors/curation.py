@@ -46,6 +46,7 @@ import pandas as pd
 
 from oxide_env.chemistry.composition import counts_to_formula, formula_to_amounts
 from oxide_env.chemistry.elements import ELEMENT_INDEX, N_ELEMENTS
+from oxide_env.chemistry.metrics import KEY_DECIMALS, composition_keys
 from oxide_env.files import sha256_file
 from predictors.base import PREDICTOR_NAMES
 
@@ -122,7 +123,6 @@ MAX_VARIABLE_COMBINATIONS = 64
 AMOUNT_DECIMALS = 6
 """Amounts are rounded to this many decimals before a formula is written."""
 
-KEY_DECIMALS = 6
 """Atomic fractions are rounded to this many decimals to compare reduced compositions."""
 
 SINTERING_STEM = "sinter"
@@ -225,7 +225,7 @@ class NormalizedFormula:
 
 
 def composition_key(amounts: np.ndarray) -> tuple[tuple[int, float], ...]:
-    """Reduced-composition key: (element index, atomic fraction rounded) of each element.
+    """Reduced-composition key of one amount vector: :func:`oxide_env.chemistry.metrics.composition_keys`.
 
     Example:
         >>> from oxide_env.chemistry.composition import formula_to_amounts
@@ -233,10 +233,7 @@ def composition_key(amounts: np.ndarray) -> tuple[tuple[int, float], ...]:
         >>> key("Ti2O4") == key("TiO2")
         True
     """
-    a = np.asarray(amounts, dtype=np.float64)
-    total = a.sum()
-    idx = np.flatnonzero(a > 0)
-    return tuple((int(i), round(float(a[i] / total), KEY_DECIMALS)) for i in idx)
+    return composition_keys(np.asarray(amounts, dtype=np.float64)[None, :])[0]
 
 
 def _classify_symbol(symbol: str) -> str | None:

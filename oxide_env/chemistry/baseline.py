@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from oxide_env.chemistry.checks import check_number
 from oxide_env.chemistry.composition import counts_to_formulas
 from oxide_env.chemistry.elements import MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.episode import N_FREE_STEPS
@@ -28,9 +29,7 @@ __all__ = ["random_oxide_counts", "random_oxides"]
 
 
 def _check(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"Invalid n={n!r}: the number of materials must be an integer >= 0.")
-    return int(n)
+    return check_number(n, "n", integer=True, minimum=0)
 
 
 def random_oxide_counts(n: int, seed: int | None = None) -> np.ndarray:

@@ -91,21 +91,31 @@ def elmd(a: str | np.ndarray, b: str | np.ndarray) -> float:
     return float(np.abs(ca - cb).sum())
 
 
-def composition_keys(compositions: Sequence[str] | np.ndarray) -> list[tuple]:
-    """Hashable keys equal for compositions with the same reduced formula.
+KEY_DECIMALS = 6
+"""Atomic fractions are rounded to this many decimals in :func:`composition_keys`."""
 
-    Integer rows are reduced by their gcd; fractional rows (e.g. reference data such as
-    ``Li0.5CoO2``) are compared by their atomic fractions rounded to 1e-6, so ``LiCo2O4``
-    and ``Li0.5CoO2`` share a key.
+
+def composition_keys(compositions: Sequence[str] | np.ndarray) -> list[tuple]:
+    """Hashable keys equal for compositions with the same reduced formula: the one composition key.
+
+    A key is ``((element index, atomic fraction), ...)`` over the present elements, fractions
+    rounded to :data:`KEY_DECIMALS` decimals with Python's exact ``round``; so ``Ti2O4`` and
+    ``TiO2`` share a key, and fractional rows (e.g. reference data such as ``Li0.5CoO2``) match
+    their integer multiples (``LiCo2O4``). Novelty, uniqueness and the curation's de-duplication
+    all use it.
+
+    Example:
+        >>> composition_keys(["Ti2O4", "TiO2"])[0] == composition_keys(["TiO2"])[0]
+        True
     """
     amounts = as_amount_matrix(compositions)
     total = amounts.sum(axis=1, keepdims=True)
     total[total == 0] = 1.0
-    frac = np.round(amounts / total, 6)
+    frac = amounts / total
     keys = []
     for row in frac:
         nz = np.flatnonzero(row)
-        keys.append(tuple(zip(nz.tolist(), row[nz].tolist())))
+        keys.append(tuple((i, round(x, KEY_DECIMALS)) for i, x in zip(nz.tolist(), row[nz].tolist())))
     return keys
 
 
