@@ -40,6 +40,12 @@ from functools import lru_cache
 
 import numpy as np
 
+try:  # numba is a dependency; the kernel is compiled once and cached on disk
+    from numba import njit
+except ImportError:  # pragma: no cover
+    def njit(*args, **kwargs):
+        return (lambda f: f) if not (len(args) == 1 and callable(args[0])) else args[0]
+
 from oxide_env.chemistry.composition import as_amount_matrix
 from oxide_env.chemistry.elements import ELEMENTS, N_ELEMENTS
 
@@ -67,8 +73,8 @@ N_FEATURES: int = len(FEATURE_LABELS)
 _MODE_RTOL, _MODE_ATOL = 1e-5, 1e-8  # np.isclose defaults used by matminer's mode
 _NEUTRAL_ATOL = 1e-8  # np.isclose(x, 0) in IonProperty(fast=True)
 _ROW_BLOCK = 4096  # featurize large batches in blocks of rows: bounded working memory
-_VECTOR_SUMS = 1 << 21  # most partial sums held at once by the vectorized charge test
 _ENUMERATE_MAX = 256  # up to this many combinations, enumerate; above, meet in the middle
+_P_NORMS = np.array(STOICHIOMETRY_P[1:], dtype=np.float64)
 
 
 class _Tables:
@@ -105,18 +111,6 @@ class _Tables:
 @lru_cache(maxsize=1)
 def _tables() -> _Tables:
     return _Tables()
-
-
-def _padded(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Element indices (n, K), amounts (n, K) and validity mask (n, K) of the present elements."""
-    present = amounts > 0
-    n_present = present.sum(axis=1)
-    k = max(int(n_present.max(initial=0)), 1)
-    # stable argsort puts present elements first, in ELEMENTS order
-    order = np.argsort(~present, axis=1, kind="stable")[:, :k]
-    mask = np.take_along_axis(present, order, axis=1)
-    amt = np.where(mask, np.take_along_axis(amounts, order, axis=1), 0.0)
-    return order, amt, mask
 
 
 def _neutral_combination(fixed: float, choices: list[list[float]]) -> bool:
@@ -158,37 +152,148 @@ def _neutral_combination(fixed: float, choices: list[list[float]]) -> bool:
     return bool((best <= _NEUTRAL_ATOL).any())
 
 
-def _compound_possible(idx: np.ndarray, amt: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """matminer ``IonProperty(fast=True)``: some combination of common oxidation states is neutral."""
+_KERNEL_COMBINATIONS = 1 << 16
+"""Up to this many oxidation-state combinations per row, the kernel enumerates them; above,
+the row's charge test is a meet-in-the-middle search (:func:`_neutral_combination`)."""
+
+
+@njit(cache=True)
+def _feature_kernel(amounts, props, electronegativity, states, n_states, p_norms, max_combinations,
+                    out):  # pragma: no cover - compiled
+    """Every feature of every row of ``amounts (n, 80)`` into ``out (n, 145)``, in one pass per row.
+
+    ``props`` holds the 22 Magpie properties then the 4 valence counts per element. Rows with no
+    elements stay zero. Sums run in the present elements' ELEMENTS order, as the numpy
+    reductions of matminer. Returns the rows whose charge test has more than
+    ``max_combinations`` combinations (``out`` holds 0 there; the caller decides them).
+    """
+    n, n_el = amounts.shape
+    n_props = 22
+    n_p = p_norms.shape[0]
+    base = n_p + 1 + n_props * 6
+    hard = np.zeros(n, dtype=np.bool_)
+    idx = np.empty(n_el, dtype=np.int64)
+    amt = np.empty(n_el, dtype=np.float64)
+    slots = np.empty(n_el, dtype=np.int64)
+    odometer = np.empty(n_el, dtype=np.int64)
+    for r in range(n):
+        k = 0
+        total = 0.0
+        for e in range(n_el):
+            a = amounts[r, e]
+            if a > 0:
+                idx[k] = e
+                amt[k] = a
+                total += a
+                k += 1
+        if k == 0:
+            continue
+        out[r, 0] = k
+        for j in range(n_p):
+            p = p_norms[j]
+            acc = 0.0
+            for i in range(k):
+                acc += (amt[i] / total) ** p
+            out[r, 1 + j] = acc ** (1.0 / p)
+        wmax = amt[0]
+        for i in range(1, k):
+            if amt[i] > wmax:
+                wmax = amt[i]
+        tol = _MODE_ATOL + _MODE_RTOL * abs(wmax)
+        for q in range(n_props):
+            lo = np.inf
+            hi = -np.inf
+            weighted = 0.0
+            mode = np.inf
+            for i in range(k):
+                v = props[idx[i], q]
+                lo = min(lo, v)
+                hi = max(hi, v)
+                weighted += amt[i] * v
+                if abs(amt[i] - wmax) <= tol and v < mode:
+                    mode = v
+            mean = weighted / total
+            dev = 0.0
+            for i in range(k):
+                dev += amt[i] * abs(props[idx[i], q] - mean)
+            col = 1 + n_p + 6 * q
+            out[r, col] = lo
+            out[r, col + 1] = hi
+            out[r, col + 2] = hi - lo
+            out[r, col + 3] = mean
+            out[r, col + 4] = dev / total
+            out[r, col + 5] = mode
+        for o in range(4):
+            weighted = 0.0
+            for i in range(k):
+                weighted += amt[i] * props[idx[i], n_props + o]
+            out[r, base + o] = weighted / total
+        if k < 2:
+            out[r, base + 4] = 1.0
+            continue
+        max_ionic = 0.0
+        avg_ionic = 0.0
+        for i in range(k):
+            for j in range(i + 1, k):
+                d = electronegativity[idx[i]] - electronegativity[idx[j]]
+                ionic = 1.0 - np.exp(-0.25 * d * d)
+                max_ionic = max(max_ionic, ionic)
+                avg_ionic += (amt[i] / total) * (amt[j] / total) * ionic
+        out[r, base + 5] = max_ionic
+        out[r, base + 6] = avg_ionic
+        # compound possible: some combination of common oxidation states sums to ~0
+        fixed = 0.0
+        m = 0
+        combinations = 1.0
+        for i in range(k):
+            e = idx[i]
+            if n_states[e] > 1:
+                slots[m] = i
+                odometer[m] = 0
+                combinations *= n_states[e]
+                m += 1
+            else:
+                fixed += amt[i] * states[e, 0]
+        if m == 0:
+            out[r, base + 4] = 1.0 if abs(fixed) <= _NEUTRAL_ATOL else 0.0
+            continue
+        if combinations > max_combinations:
+            hard[r] = True
+            continue
+        found = False
+        while True:
+            total_charge = fixed
+            for s in range(m):
+                i = slots[s]
+                total_charge += amt[i] * states[idx[i], odometer[s]]
+            if abs(total_charge) <= _NEUTRAL_ATOL:
+                found = True
+                break
+            s = m - 1
+            while s >= 0:
+                odometer[s] += 1
+                if odometer[s] < n_states[idx[slots[s]]]:
+                    break
+                odometer[s] = 0
+                s -= 1
+            if s < 0:
+                break
+        out[r, base + 4] = 1.0 if found else 0.0
+    return hard
+
+
+def _featurize_rows(amounts: np.ndarray) -> np.ndarray:
+    """:func:`featurize` of a checked ``(n, 80)`` amount matrix."""
     t = _tables()
-    n_states = np.where(mask, t.n_states[idx], 1)
-    multi = n_states > 1
-    fixed = np.where(mask & ~multi, amt * t.states[idx, 0], 0.0).sum(axis=1)
-    result = np.abs(fixed) <= _NEUTRAL_ATOL
-    n_multi = multi.sum(axis=1)
-    for n_slots in range(1, int(n_multi.max(initial=0)) + 1):
-        all_rows = np.flatnonzero(n_multi == n_slots)
-        if all_rows.size == 0:
-            continue
-        if n_slots > 3:  # rare: row by row, meeting in the middle
-            for r in all_rows:
-                cols = np.flatnonzero(multi[r])
-                choices = [[a * s for s in t.oxidation_states[idx[r, c]]] for a, c in zip(amt[r, cols], cols)]
-                result[r] = _neutral_combination(float(fixed[r]), choices)
-            continue
-        block = max(1, _VECTOR_SUMS // int(t.n_states.max()) ** n_slots)
-        for b0 in range(0, all_rows.size, block):
-            rows = all_rows[b0 : b0 + block]
-            cols = np.argsort(~multi[rows], axis=1, kind="stable")[:, :n_slots]
-            el = np.take_along_axis(idx[rows], cols, axis=1)
-            a = np.take_along_axis(amt[rows], cols, axis=1)
-            sums = fixed[rows][:, None]
-            for s in range(n_slots):
-                width = int(t.n_states[el[:, s]].max())
-                contrib = a[:, s, None] * t.states[el[:, s], :width]  # (b, width)
-                sums = (sums[:, :, None] + contrib[:, None, :]).reshape(rows.size, -1)
-            result[rows] = (np.abs(sums) <= _NEUTRAL_ATOL).any(axis=1)
-    return result
+    amounts = np.ascontiguousarray(amounts, dtype=np.float64)
+    out = np.zeros((amounts.shape[0], N_FEATURES), dtype=np.float64)
+    hard = _feature_kernel(amounts, t.magpie_valence, t.electronegativity, t.states, t.n_states,
+                           _P_NORMS, float(_KERNEL_COMBINATIONS), out)
+    column = FEATURE_LABELS.index("compound possible")
+    for r in np.flatnonzero(hard):  # rare: many multivalent elements, meet in the middle
+        idx = np.flatnonzero(amounts[r])
+        out[r, column] = float(_compound_possible_one(idx.tolist(), amounts[r, idx].tolist()))
+    return out
 
 
 def featurize(compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
@@ -202,8 +307,8 @@ def featurize(compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
         ``np.ndarray`` of shape ``(n, 145)``, float64, columns as :data:`FEATURE_LABELS`.
         Rows of empty compositions are all zeros.
 
-    Cost: linear in the number of rows; one composition of up to 20 elements takes < 0.1 s
-    (see the module docstring).
+    Cost: linear in the number of rows (~1-2 µs per row of up to 5 elements, a compiled
+    kernel); one composition of up to 20 elements takes < 0.1 s (see the module docstring).
 
     Raises:
         TypeError: for ``None``, numbers, bytes, complex amounts or other objects.
@@ -219,71 +324,13 @@ def featurize(compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
     """
     amounts = as_amount_matrix(compositions)
     n = amounts.shape[0]
-    if n == 1:
-        return featurize_one(amounts[0])[None, :]
     if n > _ROW_BLOCK:
         return np.concatenate([_featurize_rows(amounts[i : i + _ROW_BLOCK]) for i in range(0, n, _ROW_BLOCK)])
     return _featurize_rows(amounts)
 
 
-def _featurize_rows(amounts: np.ndarray) -> np.ndarray:
-    """:func:`featurize` of a checked ``(n, 80)`` amount matrix."""
-    n = amounts.shape[0]
-    out = np.zeros((n, N_FEATURES), dtype=np.float64)
-    if n == 0:
-        return out
-    t = _tables()
-    idx, amt, mask = _padded(amounts)
-    total = amt.sum(axis=1)
-    nonempty = total > 0
-    if not nonempty.any():
-        return out
-    idx, amt, mask, total = idx[nonempty], amt[nonempty], mask[nonempty], total[nonempty]
-    frac = amt / total[:, None]
-    n_el = mask.sum(axis=1)
-    cols: list[np.ndarray] = []
-
-    # Stoichiometry: number of elements, then Lp norms of the atomic fractions.
-    cols.append(n_el[:, None].astype(np.float64))
-    for p in STOICHIOMETRY_P[1:]:
-        cols.append(((frac**p).sum(axis=1) ** (1.0 / p))[:, None])
-
-    # ElementProperty("magpie"): six statistics of 22 element properties.
-    props = t.magpie[idx]  # (n, K, 22)
-    m3 = mask[:, :, None]
-    pmin = np.where(m3, props, np.inf).min(axis=1)
-    pmax = np.where(m3, props, -np.inf).max(axis=1)
-    w3 = amt[:, :, None]
-    mean = (w3 * props).sum(axis=1) / total[:, None]
-    avg_dev = (w3 * np.abs(props - mean[:, None, :])).sum(axis=1) / total[:, None]
-    wmax = amt.max(axis=1, keepdims=True)
-    top = mask & (np.abs(amt - wmax) <= _MODE_ATOL + _MODE_RTOL * np.abs(wmax))
-    mode = np.where(top[:, :, None], props, np.inf).min(axis=1)
-    stats = np.stack([pmin, pmax, pmax - pmin, mean, avg_dev, mode], axis=2)  # (n, 22, 6)
-    cols.append(stats.reshape(stats.shape[0], -1))
-
-    # ValenceOrbital(props=["avg"]): fraction-weighted mean valence electrons per orbital.
-    cols.append((w3 * t.valence[idx]).sum(axis=1) / total[:, None])
-
-    # IonProperty(fast=True).
-    x = t.electronegativity[idx]
-    ionic = 1.0 - np.exp(-0.25 * (x[:, :, None] - x[:, None, :]) ** 2)
-    k = idx.shape[1]
-    pairs = mask[:, :, None] & mask[:, None, :] & np.triu(np.ones((k, k), dtype=bool), 1)[None]
-    max_ionic = np.where(pairs, ionic, 0.0).max(axis=(1, 2))
-    avg_ionic = np.where(pairs, frac[:, :, None] * frac[:, None, :] * ionic, 0.0).sum(axis=(1, 2))
-    possible = np.ones(idx.shape[0], dtype=bool)
-    multi = n_el >= 2
-    if multi.any():
-        possible[multi] = _compound_possible(idx[multi], amt[multi], mask[multi])
-    cols.append(np.stack([possible.astype(np.float64), max_ionic, avg_ionic], axis=1))
-
-    out[nonempty] = np.concatenate(cols, axis=1)
-    return out
-
-
 def _compound_possible_one(idx: list[int], amt: list[float]) -> bool:
-    """Single-row :func:`_compound_possible` in plain Python (same arithmetic)."""
+    """Whether some combination of common oxidation states of one row is neutral (matminer's test)."""
     t = _tables()
     fixed = 0.0
     choices = []
@@ -299,55 +346,8 @@ def _compound_possible_one(idx: list[int], amt: list[float]) -> bool:
 
 
 def featurize_one(amounts: np.ndarray) -> np.ndarray:
-    """Features of one amount vector ``(80,)`` (a faster path than the batch code for one row).
-
-    Same numbers as :func:`featurize` (tested); used by the environment at every step.
-    """
-    t = _tables()
-    out = np.zeros(N_FEATURES, dtype=np.float64)
-    idx = np.flatnonzero(amounts)
-    k = idx.size
-    if k == 0:
-        return out
-    amt = amounts[idx].astype(np.float64)
-    amt_list = amt.tolist()
-    total = sum(amt_list)
-    frac = [a / total for a in amt_list]
-    out[0] = k
-    for j, p in enumerate(STOICHIOMETRY_P[1:], start=1):
-        out[j] = sum(f**p for f in frac) ** (1.0 / p)
-    props = t.magpie_valence[idx]  # (k, 26): 22 Magpie properties then 4 valence counts
-    pmin, pmax = props.min(axis=0), props.max(axis=0)
-    mean = (amt @ props) / total
-    wmax = max(amt_list)
-    tol = _MODE_ATOL + _MODE_RTOL * abs(wmax)
-    top = [i for i, a in enumerate(amt_list) if abs(a - wmax) <= tol]
-    mode = props[top[0]] if len(top) == 1 else props[top].min(axis=0)
-    n_props = len(MAGPIE_PROPERTIES)
-    block = out[len(STOICHIOMETRY_P) : len(STOICHIOMETRY_P) + n_props * 6].reshape(n_props, 6)
-    block[:, 0] = pmin[:n_props]
-    block[:, 1] = pmax[:n_props]
-    block[:, 2] = pmax[:n_props] - pmin[:n_props]
-    block[:, 3] = mean[:n_props]
-    block[:, 4] = (amt @ np.abs(props[:, :n_props] - mean[:n_props])) / total
-    block[:, 5] = mode[:n_props]
-    base = len(STOICHIOMETRY_P) + n_props * 6
-    out[base : base + 4] = mean[n_props:]
-    if k >= 2:
-        x = t.electronegativity_list
-        els = idx.tolist()
-        max_ionic, avg_ionic = 0.0, 0.0
-        for a in range(k):
-            for b in range(a + 1, k):
-                ionic = 1.0 - math.exp(-0.25 * (x[els[a]] - x[els[b]]) ** 2)
-                max_ionic = max(max_ionic, ionic)
-                avg_ionic += frac[a] * frac[b] * ionic
-        out[base + 4] = float(_compound_possible_one(els, amt_list))
-        out[base + 5] = max_ionic
-        out[base + 6] = avg_ionic
-    else:
-        out[base + 4] = 1.0
-    return out
+    """Features of one amount vector ``(80,)``: :func:`featurize` of one row."""
+    return _featurize_rows(np.asarray(amounts, dtype=np.float64)[None, :])[0]
 
 
 def feature_bounds(max_elements: int = N_ELEMENTS) -> tuple[np.ndarray, np.ndarray]:
