@@ -9,60 +9,71 @@ with no non-oxygen element present yet, count-0 and oxygen actions are masked. S
 finished composition is ``(4 free additions) + k * O`` with ``k`` in 1..9 and always has
 oxygen and at least one other element.
 
-:func:`completable_actions` marks the actions after which *some* legal completion ends in
-a composition that passes a validity constraint, with the constraint exactly as
-:mod:`oxide_env.chemistry.validity` (i.e. SMACT's ``smact_validity``, 2014 oxidation
-states) defines it:
+:func:`completable_action_masks` (a batch of states) and :func:`completable_actions` (one
+state) mark the actions after which *some* legal completion ends in a composition that
+passes a validity constraint, with the constraint exactly as
+:mod:`oxide_env.chemistry.validity` defines it:
 
-* ``"charge_neutral"``: one oxidation state per element, total charge 0;
-* ``"electronegativity_balanced"``: the same with every cation (state > 0) strictly less
-  electronegative (Pauling) than every anion (state < 0).
+* ``"charge_neutral"``: :func:`~oxide_env.chemistry.validity.charge_neutral` (SMACT 2014
+  states): one oxidation state per element, total charge 0;
+* ``"electronegativity_balanced"``:
+  :func:`~oxide_env.chemistry.validity.electronegativity_balanced` (SMACT 2014): the same
+  with every cation (state > 0) strictly less electronegative (Pauling) than every anion;
+* ``"oxide_rule"``: :func:`~oxide_env.chemistry.validity.oxide_rule` (``icsd24`` states,
+  oxygen only -2, no metal negative, electronegativity balanced, oxygen and another
+  element present -- which every legal final composition has).
 
 Masking with it never cuts off a valid composition and never lets an episode end invalid:
 a rollout that only takes allowed actions always ends valid, and every state reached that
 way has at least one allowed action.
 
-How it is decided (exactly, not by sampling):
+How it is decided (exactly, not by sampling). Each constraint is a *rule*: a table of
+oxidation states per element and whether the Pauling test applies (:class:`_Rule`); the
+algorithm below takes the rule as data.
 
+* **Sign patterns.** The Pauling test holds for an assignment iff some threshold splits
+  the elements by electronegativity into cations (below) and anions (above). So for the
+  elements already present plus oxygen (present in every final composition), each split
+  with every element's states on its side is a *pattern* (a row); an element added later
+  joins a pattern as a cation if it is less electronegative than the pattern's anions, as
+  an anion if more than its cations (strictly: equal electronegativities fail). Charge
+  neutrality has one pattern with all states.
+* **Totals as bitsets.** Per pattern, the totals the present elements can reach are a
+  bitset (a Python int, shift-or sumsets), also with oxygen's window of counts added, and
+  with each present element left out (for actions that raise that element: it keeps its
+  one state). All rows of the batch are stacked into one bool array and every action of
+  every state is read from it with a few numpy gathers and one matrix product (the states
+  of each element on each side).
+* **Step 4** (the final oxygen): oxygen ``c_O + m`` must balance the present totals.
+  **Step 3** (one action, then oxygen 1..9): new element ``(e, m)`` iff ``-m s_e`` is a
+  total of the present elements plus oxygen for an allowed ``s_e``; a present element
+  with ``c_e + m`` atoms and its state against the others; oxygen or a count-0 action
+  against oxygen totals ``c_O + m + 1..9``.
+* **Step 2** (two actions, then oxygen). The same computation with oxygen window 1..18
+  decides most actions (completions whose next action is oxygen or count 0). Every action
+  it leaves undecided is decided by its definition: the state after it is a step-3 state,
+  completable iff its step-3 mask has an allowed action (computed the same batched way).
 * **Steps 0 and 1.** Every state reachable in two actions (257,401 of them) can still be
-  completed, for both constraints: checked by computation, with a completion for each
+  completed, for each constraint: checked by computation, with a completion for each
   found by these masks and verified by the validity functions (the slow test
   ``test_every_step2_state_is_completable``). So at steps 0 and 1 every action is allowed
   and :func:`is_completable` is True up to step 2. The check holds for the tables it was
-  run with: a fingerprint of the oxidation states and electronegativities guards it, and
-  steps 0-1 raise ``RuntimeError`` if the installed smact ever gives different ones.
-* **Steps 2, 3, 4** (at most one free addition left after the action, then the oxygen).
-  The final composition is the present elements (counts fixed, or one of them raised by
-  the remaining free addition), at most one new element ``f`` (the remaining addition),
-  and oxygen with a count in a known window. For the electronegativity test the present
-  elements and oxygen get a sign pattern (cation / anion each; only patterns with max
-  cation EN < min anion EN survive), which restricts their states and fixes the EN
-  bounds any element added later must respect (strictly: equal EN fails). Per pattern,
-  the totals the present elements can reach are a bitset (Python int, shift-or sumsets);
-  action ``(e, m)`` is completable iff ``-m * s_e`` (minus ``d * s_f`` of the future
-  element, or with ``e`` raised to ``m + d``) hits it for some allowed ``s_e``, ``s_f``.
-  All 80 elements x 9 counts are answered at once by gathering those bits into small
-  (state x count) tables and combining them with each element's states by matrix
-  products; the costlier second-new-element option is only evaluated for the actions the
-  other options leave undecided.
-* **Element identity and supply.** An element takes one oxidation state, so adding to an
-  element already present reuses its state in the pattern (never a fresh one). A *new*
-  element is none of the present ones (nor oxygen, present in every final composition),
-  so the future element's state ``s`` is available only if some element outside the
-  present set -- and other than the action's own element -- carries ``s`` on the right
-  side of the EN bounds (widened by the action's element); this is read off the two best
-  carriers (by EN) of each state.
+  run with: a fingerprint of each rule's oxidation states and electronegativities guards
+  it, and steps 0-1 raise ``RuntimeError`` if the installed smact / pymatgen ever give
+  different ones.
 
 Oddities of SMACT's 2014 set that matter here: oxygen has states -2, -1, +1 and +2, so
 ``BaO2`` counts as neutral (O-1) and oxygen can be the cation next to fluorine (``OF2`` is
 electronegativity balanced); no element has state 0; a single element counts as valid,
-so a (not legally reachable) oxygen-only state at step 4 gets all of O1-O9.
+so a (not legally reachable) oxygen-only state at step 4 gets all of O1-O9 (none under
+the oxide rule, which needs another element).
 
-Results are memoised on the exact state (counts, step, constraint).
+Results are memoised per exact state (counts, step, constraint); the first call for a
+constraint builds its tables.
 
 Example:
     >>> import numpy as np
-    >>> from oxide_env.chemistry.completion import completable_actions, hard_rule_mask
+    >>> from oxide_env.chemistry.completion import completable_action_masks, completable_actions
     >>> from oxide_env.chemistry.composition import formula_to_counts
     >>> empty = np.zeros(80, dtype=np.int64)
     >>> int(completable_actions(empty, 0, "charge_neutral").sum())
@@ -71,55 +82,66 @@ Example:
     >>> mask = completable_actions(lu, 2, "charge_neutral")
     >>> bool(mask[10 * 63 + 9]), bool(mask[10 * 6 + 9])  # Lu9 more: no; O9: yes (Lu18 O27)
     (False, True)
+    >>> states = np.stack([formula_to_counts("Ba"), formula_to_counts("Na")])  # BaO; Na1 O_k never
+    >>> [np.flatnonzero(row).tolist() for row in completable_action_masks(states, 4, "oxide_rule")]
+    [[61], []]
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
-import math
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
+from oxide_env.chemistry import validity
 from oxide_env.chemistry.composition import validate_counts
 from oxide_env.chemistry.elements import ELEMENTS, MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
-from oxide_env.chemistry.validity import OXIDATION_STATES, PAULING_ELECTRONEGATIVITY
 
 __all__ = [
     "CONSTRAINTS",
     "N_ACTIONS",
     "N_STEPS",
     "clear_cache",
+    "completable_action_masks",
     "completable_actions",
     "hard_rule_mask",
+    "hard_rule_mask_of",
+    "hard_rule_masks",
     "is_completable",
 ]
 
-Constraint = Literal["charge_neutral", "electronegativity_balanced"]
-CONSTRAINTS: tuple[str, ...] = ("charge_neutral", "electronegativity_balanced")
+Constraint = Literal["charge_neutral", "electronegativity_balanced", "oxide_rule"]
+CONSTRAINTS: tuple[str, ...] = ("charge_neutral", "electronegativity_balanced", "oxide_rule")
 N_COUNTS = MAX_COUNT + 1
 N_ACTIONS: int = N_ELEMENTS * N_COUNTS
 """800 actions: ``a = 10 * element_index + count``."""
 N_STEPS: int = 5
 """Actions per episode; ``step`` (actions taken so far) runs 0..4."""
 _FREE_STEPS = N_STEPS - 1
-_CACHE_SIZE = 1 << 15
 _PROVEN_STEP = 2
 """Every state reachable after this many actions is completable (checked exhaustively)."""
-_PROOF_FINGERPRINT = "7b0d210d8b493f35825dc5c824afd07f94734261c4c19c1170f11035ea22d18c"
-"""sha256 of the element order, oxidation states, electronegativities and MAX_COUNT for
-which that check was run (tests/test_completion.py, the slow test
-``test_every_step2_state_is_completable``)."""
-_TABLES_FINGERPRINT = hashlib.sha256(
-    repr((ELEMENTS, OXIDATION_STATES, PAULING_ELECTRONEGATIVITY, MAX_COUNT)).encode()
-).hexdigest()
+_PROOF_FINGERPRINTS = {
+    "charge_neutral": "a7cf24caad98a2ad2987a4753fd9dfa2708eb78d7dd48fb25de1d1008d354452",
+    "electronegativity_balanced": "16099978c2837bfd62a671c27347a17ecdf6f6be8d9a564356d716ac06e75a19",
+    "oxide_rule": "e435a5c561123f234cd16c8c68278190357b920c62e71a82fffe265c5b0eefba",
+}
+"""Per constraint: the :attr:`_Rule.fingerprint` (element order, oxidation states,
+electronegativities, counts) for which the slow test ``test_every_step2_state_is_completable``
+checked that every state after two actions is completable."""
+_CACHE_SIZE = 1 << 16
+_CHUNK = 1024
+"""States per batch of the bitset stage (bounds the memory of the stacked bool arrays)."""
 
 _ACTION_ELEMENT = np.arange(N_ACTIONS) // N_COUNTS
 _ACTION_COUNT = np.arange(N_ACTIONS) % N_COUNTS
 _M = np.arange(1, N_COUNTS)  # counts 1..9
+_ADDS = np.zeros((N_ACTIONS, N_ELEMENTS), dtype=np.int64)
+_ADDS[np.arange(N_ACTIONS), _ACTION_ELEMENT] = _ACTION_COUNT
+_MAX_ITEMS = _FREE_STEPS - 1
+"""Non-oxygen elements present at steps 2-4 that still matter: at most 3 (at step 4 up to 4)."""
 
 
 # ------------------------------------------------------------------------------ hard rules
@@ -190,138 +212,179 @@ def hard_rule_mask(counts: Sequence[int] | np.ndarray, step: int) -> np.ndarray:
     return hard_rule_mask_of(has_non_oxygen, step).copy()
 
 
-# ------------------------------------------------------------------------- static tables
-def _state_values() -> np.ndarray:
-    """The distinct oxidation states of all elements, sorted."""
-    for i, st in enumerate(OXIDATION_STATES):
-        if 0 in st:
-            raise RuntimeError(
-                f"Element index {i} has oxidation state 0; oxide_env.chemistry.completion "
-                "assumes none has (true for SMACT's 2014 set)."
-            )
-    return np.array(sorted({s for st in OXIDATION_STATES for s in st}), dtype=np.int64)
+def hard_rule_masks(counts: Sequence[Sequence[int]] | np.ndarray, step: int) -> np.ndarray:
+    """The hard-rule masks of a batch of states at one step: :func:`hard_rule_mask` row by row.
+
+    Args:
+        counts: integer counts of shape ``(n, 80)``.
+        step: actions taken so far, 0..4.
+
+    Returns:
+        ``np.ndarray`` of dtype bool and shape ``(n, 800)``.
+
+    Example:
+        >>> import numpy as np
+        >>> states = np.zeros((2, 80), dtype=int)
+        >>> states[1, 22] = 2  # Fe2
+        >>> hard_rule_masks(states, 3).sum(axis=1).tolist()
+        [711, 800]
+    """
+    step = _check_step(step)
+    arr = _check_matrix(counts)
+    return _hard_rows(_has_non_oxygen(arr), step)
 
 
-_SV = _state_values()
-_J = len(_SV)
-_SV_POS = _SV > 0
-_SV_NEG = _SV < 0
-_SMAX = int(np.abs(_SV).max()) if _J else 1
-_SV_INDEX = {int(v): j for j, v in enumerate(_SV)}
-
-# Offsets of the bits to read, relative to "minus the action's own charge", for counts
-# m = 1..9 (axis m) of an element in state _SV[j], a future element in state _SV[k] with
-# count d = 1..9 (axis d). Value v is read at array index v + B.
-_IDX_N = -(_M[None, :] * _SV[:, None])  # (J, 9): -m s_j
-_IDX_2A = -((_M[None, :, None] + _M[None, None, :]) * _SV[:, None, None])  # (J, 9, 9)
-_IDX_F = -(_M[None, None, :, None] * _SV[None, :, None, None]) - (
-    _M[None, None, None, :] * _SV[:, None, None, None]
-)  # (K=J, J, 9, 9): -m s_j - d s_k
+def _has_non_oxygen(arr: np.ndarray) -> np.ndarray:
+    return arr.sum(axis=1) - arr[:, OXYGEN_INDEX] > 0
 
 
-class _Tables:
-    """Per-constraint element data: allowed states, EN, carriers of each state."""
+def _hard_rows(has_non_oxygen: np.ndarray, step: int) -> np.ndarray:
+    table = np.stack([hard_rule_mask_of(False, step), hard_rule_mask_of(True, step)])
+    return table[has_non_oxygen.astype(np.intp)]
 
-    def __init__(self, en: bool) -> None:
-        self.en = en
-        states = []
-        x = np.full(N_ELEMENTS, np.nan)
+
+# ------------------------------------------------------------------------------- the rules
+_N_CARRIERS = 5
+_SIDE_ALL, _SIDE_CATION, _SIDE_ANION = 0, 1, 2
+"""An element's side in a sign pattern: all its states (charge neutrality), cation states
+(> 0) or anion states (< 0)."""
+
+
+class _Rule:
+    """A validity rule as data: each element's oxidation states and whether the Pauling test applies.
+
+    A composition passes iff one state per element gives total charge 0 and, with
+    ``en``, every cation is strictly less electronegative than every anion (an element
+    without electronegativity then has no usable state, as SMACT's test fails on it).
+    ``single_element_valid``: whether a one-element composition passes (SMACT's fast path;
+    not the oxide rule). Built once per constraint; holds the tables and caches.
+    """
+
+    def __init__(
+        self, name: str, states: Sequence[Sequence[int]], *, en: bool, single_element_valid: bool
+    ) -> None:
+        x_table = validity.PAULING_ELECTRONEGATIVITY
+        table = []
         for i in range(N_ELEMENTS):
-            st = OXIDATION_STATES[i]
-            xi = PAULING_ELECTRONEGATIVITY[i]
-            if xi is not None:
-                x[i] = xi
-            elif en:
+            st = tuple(sorted({int(s) for s in states[i]}))
+            if en and x_table[i] is None:
                 st = ()  # SMACT's Pauling test fails on a missing electronegativity
-            states.append(tuple(st))
-        self.states: tuple[tuple[int, ...], ...] = tuple(states)
-        self.pos = tuple(tuple(s for s in st if s > 0) for st in states)
-        self.neg = tuple(tuple(s for s in st if s < 0) for st in states)
-        self.x = x
-        self.xl = [float(v) for v in x]
-        has = np.zeros((N_ELEMENTS, _J), dtype=bool)
-        for i, st in enumerate(states):
-            for s in st:
-                has[i, _SV_INDEX[s]] = True
-        self.has = has
-        self.has_pos = has & _SV_POS[None, :]
-        self.has_neg = has & _SV_NEG[None, :]
-        self.has32 = has.astype(np.float32)
-        self.has_pos32 = self.has_pos.astype(np.float32)
-        self.has_neg32 = self.has_neg.astype(np.float32)
-        # Carriers of each state (never oxygen: it is present in every final composition),
-        # best first: lowest EN for cation states, highest EN for anion states.
-        carriers = []
-        for j, s in enumerate(_SV.tolist()):
-            elems = [i for i in range(N_ELEMENTS) if i != OXYGEN_INDEX and s in states[i]]
+            if 0 in st:
+                raise RuntimeError(
+                    f"{ELEMENTS[i]} has oxidation state 0 in the {name!r} table; "
+                    "oxide_env.chemistry.completion assumes no element has (true for SMACT's "
+                    "2014 and ICSD 2024 sets)."
+                )
+            table.append(st)
+        self.name = name
+        self.en = en
+        self.single_element_valid = single_element_valid
+        self.states: tuple[tuple[int, ...], ...] = tuple(table)
+        self.x = np.array([np.nan if v is None else float(v) for v in x_table])
+        sv = sorted({s for st in table for s in st})
+        self.sv = np.array(sv, dtype=np.int64)
+        j_of = {s: j for j, s in enumerate(sv)}
+        side_states = (
+            table,
+            [tuple(s for s in st if s > 0) for st in table],
+            [tuple(s for s in st if s < 0) for st in table],
+        )
+        self.has = np.zeros((3, N_ELEMENTS, len(sv)), dtype=bool)  # [side, element, state]
+        for side, sts in enumerate(side_states):
+            for i, st in enumerate(sts):
+                self.has[side, i, [j_of[s] for s in st]] = True
+        self.has_any = self.has.any(axis=2)  # (3, 80)
+        # one matrix for the new-element product: charge neutrality uses all states, the
+        # Pauling rules cation and anion states side by side
+        sides = (_SIDE_CATION, _SIDE_ANION) if en else (_SIDE_ALL,)
+        self.sides = sides
+        # per side and state: the elements with that state, as 80 bits (10 bytes)
+        self.element_bits = [np.packbits(self.has[s].T, axis=1, bitorder="little") for s in sides]
+        self.o_states = np.array(table[OXYGEN_INDEX], dtype=np.int64)
+        self.o_side = np.array(
+            [[True] * len(self.o_states), list(self.o_states > 0), list(self.o_states < 0)],
+            dtype=bool,
+        ).reshape(3, len(self.o_states))
+        self.o_side_states = tuple(sts[OXYGEN_INDEX] for sts in side_states)
+        smax = int(np.abs(self.sv).max()) if len(sv) else 1
+        # Totals are read back as bool arrays over charges -big..big: every value read is
+        # at most 54 atoms (4 free additions + oxygen) times the largest |state|.
+        self.big = smax * MAX_COUNT * (_FREE_STEPS + 2)
+        self.nbytes = (2 * self.big + 1 + 7) // 8
+        self.lmask = (1 << (8 * self.nbytes)) - 1
+        self.max_count = MAX_COUNT * N_STEPS
+        # {c * s : s in the element's states on a side} as (lo, shifts) for sumsets and as a
+        # bitset, flat index (side * 80 + element) * (max_count + 1) + c
+        self.values = []
+        for sts in side_states:
+            for i in range(N_ELEMENTS):
+                for c in range(self.max_count + 1):
+                    vals = sorted({c * s for s in sts[i]})
+                    self.values.append((vals[0], tuple(v - vals[0] for v in vals)) if vals else (0, ()))
+        self.values_bits = [(_bits(sh), lo) if sh else _EMPTY for lo, sh in self.values]
+        self.windows: dict = {}
+        # Carriers of each state (never oxygen: present in every final composition), best
+        # first -- lowest EN for cation states, highest for anion states -- the first
+        # _N_CARRIERS of them (enough to find the best two outside <= 3 present elements).
+        carriers = np.full((len(sv), _N_CARRIERS), -1, dtype=np.int64)
+        for j, s in enumerate(sv):
+            elems = [i for i in range(N_ELEMENTS) if i != OXYGEN_INDEX and s in table[i]]
             if en:
-                elems.sort(key=lambda i: x[i] if s > 0 else -x[i])
-            carriers.append(tuple(elems))
-        self.carriers = tuple(carriers)
+                elems.sort(key=lambda i: self.x[i] if s > 0 else -self.x[i])
+            carriers[j, : min(len(elems), _N_CARRIERS)] = elems[:_N_CARRIERS]
+        self.carriers = carriers
+        self.abs_sv = sorted({abs(s) for s in sv})
+        self.fingerprint = hashlib.sha256(
+            repr(
+                (ELEMENTS, OXYGEN_INDEX, MAX_COUNT, N_STEPS, name, self.states,
+                 validity.PAULING_ELECTRONEGATIVITY if en else None, single_element_valid)
+            ).encode()
+        ).hexdigest()  # fmt: skip
 
-    @functools.lru_cache(maxsize=4096)  # noqa: B019 (two module-level instances)
-    def patterns(self, present: tuple[int, ...]) -> tuple[tuple, ...]:
-        """Sign patterns of the present non-oxygen elements plus oxygen.
-
-        Each pattern: (states per present element, oxygen's states, cmax, amin), where
-        cmax / amin are the largest cation / smallest anion EN of the pattern. Charge
-        neutrality has one pattern with all states and unbounded EN.
-        """
-        if not self.en:
-            return (
-                (
-                    tuple(self.states[e] for e in present),
-                    self.states[OXYGEN_INDEX],
-                    -math.inf,
-                    math.inf,
-                ),
+    def window(self, c_o: int, side: int, w: int) -> tuple[int, int]:
+        """{(c_o + k) * s : k in 1..w, s in oxygen's states on ``side``} as a bitset."""
+        key = (c_o, side, w)
+        out = self.windows.get(key)
+        if out is None:
+            out = self.windows[key] = _values(
+                (c_o + k) * s for s in self.o_side_states[side] for k in range(1, w + 1)
             )
-        options = []
-        for e in (*present, OXYGEN_INDEX):
-            opt = []
-            if self.pos[e]:
-                opt.append((self.pos[e], self.xl[e], True))
-            if self.neg[e]:
-                opt.append((self.neg[e], self.xl[e], False))
-            if not opt:
-                return ()
-            options.append(opt)
-        out = []
-        for combo in itertools.product(*options):
-            cmax = max((x for _, x, cat in combo if cat), default=-math.inf)
-            amin = min((x for _, x, cat in combo if not cat), default=math.inf)
-            if cmax < amin:
-                out.append((tuple(st for st, _, _ in combo[:-1]), combo[-1][0], cmax, amin))
-        return tuple(out)
-
-    @functools.lru_cache(maxsize=4096)  # noqa: B019
-    def first_carriers(self, present: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-        """Per state: the best carrier outside ``present`` and the EN of the best two.
-
-        Returns arrays of shape (J,): f1 (element, -1 if none), v1 and v2 (EN of the best
-        two; for charge neutrality 0.0), with +inf (cation states) / -inf (anion states)
-        where there is no such carrier.
-        """
-        excluded = set(present)
-        f1 = np.full(_J, -1, dtype=np.int64)
-        v1 = np.where(_SV_POS, math.inf, -math.inf)
-        v2 = v1.copy()
-        for j, elems in enumerate(self.carriers):
-            found = [i for i in elems[: len(excluded) + 2] if i not in excluded][:2]
-            if found:
-                f1[j] = found[0]
-                v1[j] = self.x[found[0]] if self.en else 0.0
-            if len(found) > 1:
-                v2[j] = self.x[found[1]] if self.en else 0.0
-        return f1, v1, v2
+        return out
 
 
-_TABLES = {"charge_neutral": _Tables(en=False), "electronegativity_balanced": _Tables(en=True)}
+    def check_proof(self) -> None:
+        """Raise unless steps 0-1 (all actions allowed) were checked for these tables."""
+        if self.fingerprint != _PROOF_FINGERPRINTS[self.name]:
+            raise RuntimeError(
+                f"The installed smact / pymatgen give {self.name!r} oxidation states or "
+                "electronegativities other than those for which every state after two actions "
+                "was checked to be completable, so the masks of steps 0-1 are not known to be "
+                "exact. Run `pytest -m slow -k every_step2_state` and, if it passes, set "
+                f"_PROOF_FINGERPRINTS[{self.name!r}] = {self.fingerprint!r} in "
+                "oxide_env/chemistry/completion.py."
+            )
+
+
+def _make_rule(constraint: str) -> _Rule:
+    if constraint == "charge_neutral":
+        return _Rule(constraint, validity.state_table("smact14"), en=False, single_element_valid=True)
+    if constraint == "electronegativity_balanced":
+        return _Rule(constraint, validity.state_table("smact14"), en=True, single_element_valid=True)
+    # validity.oxide_rule: icsd24 states restricted (O only -2, metals >= 0), Pauling test,
+    # oxygen and another element needed (every legal final composition has both)
+    states = validity.oxide_states(validity.state_table("icsd24"))
+    return _Rule(constraint, states, en=True, single_element_valid=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _rule(constraint: str) -> _Rule:
+    return _make_rule(_check_constraint(constraint))
 
 
 # --------------------------------------------------------------------------- bitset sets
 # A set of integers is (bits, lo): value v is in it iff bit v - lo of bits is set.
 _EMPTY = (0, 0)
+_ZERO = (1, 0)  # {0}: the totals of no element
 
 
 def _values(values) -> tuple[int, int]:
@@ -335,385 +398,460 @@ def _values(values) -> tuple[int, int]:
     return bits, lo
 
 
-def _add_scaled(a: tuple[int, int], n: int, states: tuple[int, ...]) -> tuple[int, int]:
-    """a + {n * s for s in states} (states sorted ascending)."""
-    bits, lo = a
-    if not bits or not states:
-        return _EMPTY
-    s0 = states[0]
+def _bits(shifts) -> int:
     out = 0
-    for s in states:
-        out |= bits << (n * (s - s0))
-    return out, lo + n * s0
+    for d in shifts:
+        out |= 1 << d
+    return out
 
 
-def _sumset(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    if not a[0] or not b[0]:
+def _plus(x: tuple[int, int], a: tuple[int, tuple[int, ...]]) -> tuple[int, int]:
+    """{u + v : u in x, v in a} for a bitset ``x`` and a small set ``a = (lo, shifts)``."""
+    bits, lo = x
+    if not bits or not a[1]:
         return _EMPTY
-    if a[0].bit_count() < b[0].bit_count():
-        a, b = b, a
-    bits, small = a[0], b[0]
     out = 0
-    while small:
-        low = small & -small
-        out |= bits << (low.bit_length() - 1)
-        small ^= low
-    return out, a[1] + b[1]
+    for d in a[1]:
+        out |= bits << d
+    return out, lo + a[0]
 
 
-def _union(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    if not a[0]:
-        return b
-    if not b[0]:
-        return a
-    lo = min(a[1], b[1])
-    return (a[0] << (a[1] - lo)) | (b[0] << (b[1] - lo)), lo
-
-
-@functools.lru_cache(maxsize=4096)
-def _window(n1: int, n2: int, states: tuple[int, ...]) -> tuple[int, int]:
-    """{n * s : n1 <= n <= n2, s in states}."""
-    return _values(n * s for s in states for n in range(n1, n2 + 1))
-
-
-def _present_sum(items, states, skip: int = -1) -> tuple[int, int]:
-    """Totals of sum(count * state) over the present elements (one state each)."""
-    t = (1, 0)
-    for idx, (_, n) in enumerate(items):
-        if idx != skip:
-            t = _add_scaled(t, n, states[idx])
-    return t
-
-
-# ------------------------------------------------------------------- the mask, per step
-# Sets are read back as bool arrays over charges -_BIG.._BIG. The largest value read is
-# |(c_e + m + d) * s_e + d' * s_f| with c_e <= 27 (a reachable state at step 3) and
-# m, d, d' <= 9, or |n * s_O| with n <= 54 -- all within 54 * max|state|.
-_BIG = _SMAX * MAX_COUNT * (_FREE_STEPS + 2)
-_NBYTES = (2 * _BIG + 1 + 7) // 8
-_LMASK = (1 << (8 * _NBYTES)) - 1
-_G_N = _IDX_N + _BIG
-_G_2A = _IDX_2A + _BIG
-_G_F = _IDX_F + _BIG
-_O_OFFSETS = np.arange(3 * MAX_COUNT + 1)  # oxygen totals c_o + 0 .. c_o + 27
-
-
-def _stack(sets: list[tuple[int, int]]) -> np.ndarray:
-    """Bool array (len(sets), >= 2 * _BIG + 1): [i, v + _BIG] = (v in sets[i])."""
+def _stack(rule: _Rule, sets: list[tuple[int, int]], n_rows: int) -> np.ndarray:
+    """Packed bits (n_rows, G, nbytes) uint8, G = len(sets) // n_rows: bit v + big of
+    [r, g] (little-endian) is set iff v is in sets[r * G + g]; read with :func:`_read`."""
+    big, nbytes = rule.big, rule.nbytes
     chunks = []
     for bits, lo in sets:
-        shift = lo + _BIG
-        bits = bits << shift if shift >= 0 else bits >> -shift
-        chunks.append((bits & _LMASK).to_bytes(_NBYTES, "little"))
+        # every value lies in -big..big (see _Rule.big), so the shift is never negative
+        chunks.append((bits << (lo + big)).to_bytes(nbytes, "little"))
     raw = np.frombuffer(b"".join(chunks), dtype=np.uint8)
-    return np.unpackbits(raw, bitorder="little").reshape(len(sets), -1).view(bool)
+    return raw.reshape(n_rows, len(sets) // max(n_rows, 1), nbytes)
 
 
-class _Patterns:
-    """The sign patterns of a present set, with their arrays (see ``_Tables.patterns``)."""
-
-    def __init__(self, tb: "_Tables", present: tuple[int, ...], pats: list) -> None:
-        self.list = pats
-        n = len(pats)
-        self.cmax = np.array([p[2] for p in pats], dtype=float)
-        self.amin = np.array([p[3] for p in pats], dtype=float)
-        o_all = tb.states[OXYGEN_INDEX]
-        self.o_all = np.array(o_all, dtype=np.int64)
-        self.o_mask = np.array([[s in p[1] for s in o_all] for p in pats], dtype=bool).reshape(
-            n, len(o_all)
-        )
-        item_masks = np.zeros((len(present), n, _J), dtype=bool)
-        for k, p in enumerate(pats):
-            for idx, st in enumerate(p[0]):
-                item_masks[idx, k, [_SV_INDEX[s] for s in st]] = True
-        self.item_masks = item_masks
-        new = np.ones(N_ELEMENTS, dtype=bool)
-        new[list(present)] = False
-        new[OXYGEN_INDEX] = False
-        # Per side of a new action element e: (side, ok (80, P): e may join pattern p on
-        # that side, states (80, J): e's states on that side). Charge neutrality has one
-        # side with all states and no EN condition.
-        if tb.en:
-            x = tb.x[:, None]
-            with np.errstate(invalid="ignore"):
-                self.sides = [
-                    (True, new[:, None] & (x < self.amin[None, :]), tb.has_pos),
-                    (False, new[:, None] & (x > self.cmax[None, :]), tb.has_neg),
-                ]
-            states32 = [tb.has_pos32, tb.has_neg32]
-        else:
-            self.sides = [(None, np.repeat(new[:, None], n, axis=1), tb.has)]
-            states32 = [tb.has32]
-        self.sides32 = [(a.astype(np.float32), h) for (_, a, _), h in zip(self.sides, states32)]
-        self.has_row = np.logical_or.reduce([a.any(1) & h.any(1) for _, a, h in self.sides])
-        self._tb = tb
-        self._present = present
-        self._alpha_new: dict = {}
-
-    @functools.cached_property
-    def alpha0(self) -> np.ndarray:
-        """(P, J): whether a new element (outside the present set) can take each state."""
-        _, v1, _ = self._tb.first_carriers(self._present)
-        return np.where(
-            _SV_POS[None, :], v1[None, :] < self.amin[:, None], v1[None, :] > self.cmax[:, None]
-        )
-
-    def alpha_new(self, side) -> np.ndarray:
-        """(P, 80, J): whether a second new element (not the action's element e) can take
-        each state, with the EN bounds widened by e when it is a cation / an anion."""
-        if side in self._alpha_new:
-            return self._alpha_new[side]
-        f1, v1, v2 = self._tb.first_carriers(self._present)
-        x = self._tb.x[None, :, None]
-        amin = self.amin[:, None, None]
-        cmax = self.cmax[:, None, None]
-        if side is True:
-            cmax = np.maximum(cmax, x)
-        elif side is False:
-            amin = np.minimum(amin, x)
-        not_e = (f1[None, :] != np.arange(N_ELEMENTS)[:, None])[None]
-        cat = ((v1 < amin) & not_e) | (v2 < amin)
-        an = ((v1 > cmax) & not_e) | (v2 > cmax)
-        out = np.where(_SV_POS, cat, an)
-        self._alpha_new[side] = out
-        return out
+def _read(group: np.ndarray, rows, pos: np.ndarray) -> np.ndarray:
+    """Bits ``pos`` of packed rows: ``group[rows]`` bit ``pos`` as bool (shapes broadcast)."""
+    return ((group[rows, pos >> 3] >> (pos & 7).astype(np.uint8)) & 1).astype(bool)
 
 
-@functools.lru_cache(maxsize=1024)
-def _patterns(constraint: str, present: tuple[int, ...]) -> _Patterns:
-    tb = _TABLES[constraint]
-    return _Patterns(tb, present, list(tb.patterns(present)))
+# ------------------------------------------------------------------- the masks, batched
+def _items(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Present non-oxygen elements, left-packed: element (n, K) (-1 = none), count (n, K), c_o (n,)."""
+    non_o = arr.copy()
+    non_o[:, OXYGEN_INDEX] = 0
+    nz = non_o > 0
+    k = int(nz.sum(axis=1).max()) if len(arr) else 0
+    order = np.argsort(~nz, axis=1, kind="stable")[:, :k]
+    present = np.take_along_axis(nz, order, axis=1)
+    elem = np.where(present, order, -1)
+    cnt = np.where(present, np.take_along_axis(non_o, order, axis=1), 0)
+    return elem, cnt, arr[:, OXYGEN_INDEX].copy()
 
 
-@functools.lru_cache(maxsize=4096)
-def _raised_values(n: int, states: tuple[int, ...]) -> tuple[int, int]:
-    return _values((n + d) * s for s in states for d in range(1, N_COUNTS))
+def _patterns(rule: _Rule, elem: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The sign patterns (rows) of each state's present elements plus oxygen.
 
-
-def _raised_sum(items, states) -> tuple[int, int]:
-    """Totals when one of the present elements gets 1..9 more atoms (its state unchanged)."""
-    out = _EMPTY
-    for idx, (_, n) in enumerate(items):
-        rest = _present_sum(items, states, skip=idx)
-        out = _union(out, _sumset(rest, _raised_values(n, states[idx])))
-    return out
-
-
-@functools.lru_cache(maxsize=4096)
-def _future_values(states: tuple[int, ...]) -> tuple[int, int]:
-    """{d * s : d in 1..9, s in states}: one new element's charges."""
-    return _values(d * s for s in states for d in range(1, N_COUNTS))
-
-
-def _f32(a: np.ndarray) -> np.ndarray:
-    return a.astype(np.float32)
-
-
-def _mask_final(constraint: str, items, c_o: int) -> np.ndarray:
-    """Step 4: the action (O, m) finishes the composition."""
-    out = np.zeros((N_ELEMENTS, N_COUNTS), dtype=bool)
-    if not items:
-        # Oxygen alone: SMACT counts a single element as valid (unreachable in legal play).
-        out[OXYGEN_INDEX, 1:] = True
-        return out
-    present = tuple(e for e, _ in items)
-    for states, o_states, _, _ in _TABLES[constraint].patterns(present):
-        bits, lo = _present_sum(items, states)
-        for m in range(1, N_COUNTS):
-            for s in o_states:
-                pos = -(c_o + m) * s - lo
-                if pos >= 0 and (bits >> pos) & 1:
-                    out[OXYGEN_INDEX, m] = True
-    return out
-
-
-def _mask_free(constraint: str, items, c_o: int, free: int) -> np.ndarray:
-    """Steps 2 and 3: after the action, ``free`` (1 or 0) free additions, then O 1..9.
-
-    Per sign pattern of the present elements and oxygen, with T = totals of the present
-    elements, O9 / O18 = oxygen's totals over c_o + 1..9 / 1..18 atoms:
-
-    * new element e, m atoms: some s_e with -m s_e in (T + O18) or in (T raised + O9)
-      [the free addition raises a present element], -(m + d) s_e in T + O9 [it raises e],
-      or -m s_e - d s_f in T + O9 for a state s_f some other new element can take;
-    * present element e: the same with T, T raised taken over the other present elements
-      and c_e + m atoms;
-    * oxygen m atoms (m = 0: the count-0 actions): -n s_O in T for n in c_o + m + 1..18,
-      or in T raised / T + (new element) for n in c_o + m + 1..9.
-
-    With no free addition left only T + O9 remains.
+    Returns ``row_state`` (R,), ``sides`` (R, K + 1) (items then oxygen; :data:`_SIDE_ALL`
+    for charge neutrality), ``cmax`` and ``amin`` (R,): the largest cation / smallest anion
+    electronegativity of the pattern (-inf / +inf when there is none). Rows are ordered by
+    state. A state with no row cannot be completed.
     """
-    out = np.zeros((N_ELEMENTS, N_COUNTS), dtype=bool)
-    present = tuple(e for e, _ in items)
-    pt = _patterns(constraint, present)
-    pats = pt.list
-    n_p = len(pats)
-    if not n_p:
+    n, k = elem.shape
+    slots = np.concatenate([elem, np.full((n, 1), OXYGEN_INDEX)], axis=1)  # (n, K + 1)
+    present = slots >= 0
+    e = np.where(present, slots, 0)
+    if not rule.en:
+        ok = (rule.has_any[_SIDE_ALL][e] | ~present).all(axis=1)
+        rows = np.flatnonzero(ok)
+        inf = np.full(len(rows), np.inf)
+        return rows, np.zeros((len(rows), k + 1), dtype=np.int64), -inf, inf
+    x = np.where(present, rule.x[e], np.nan)
+    # candidate t = -1: no cation; t = slot: cations are the elements with EN <= x[t]
+    thr = np.concatenate([np.full((n, 1), -np.inf), x], axis=1)  # (n, K + 2)
+    with np.errstate(invalid="ignore"):
+        cat = x[:, None, :] <= thr[:, :, None]  # (n, K + 2, K + 1)
+        earlier = np.tril(np.ones((k + 1, k + 1), dtype=bool), -1)  # [t, i]: i < t
+        dup = ((x[:, None, :] == x[:, :, None]) & earlier[None] & present[:, None, :]).any(axis=2)
+    candidate = np.concatenate([np.ones((n, 1), dtype=bool), present & ~np.isnan(x) & ~dup], axis=1)
+    side_ok = np.where(cat, rule.has_any[_SIDE_CATION][e][:, None, :], rule.has_any[_SIDE_ANION][e][:, None, :])
+    valid = candidate & (side_ok | ~present[:, None, :]).all(axis=2)
+    row_state, t = np.nonzero(valid)
+    sides = np.where(cat[row_state, t], _SIDE_CATION, _SIDE_ANION)
+    cmax = thr[row_state, t]
+    anion_x = np.where(~cat[row_state, t] & present[row_state], x[row_state], np.inf)
+    amin = anion_x.min(axis=1)
+    return row_state, sides, cmax, amin
+
+
+def _per_state(x: np.ndarray, row_state: np.ndarray, n: int) -> np.ndarray:
+    """OR of the rows of each state (rows ordered by state); False for a state with none."""
+    out = np.zeros((n, *x.shape[1:]), dtype=x.dtype)
+    if len(row_state):
+        starts = np.flatnonzero(np.r_[True, row_state[1:] != row_state[:-1]])
+        if len(starts) == len(row_state):  # one row per state (e.g. charge neutrality)
+            out[row_state] = x
+        else:
+            op = np.logical_or if x.dtype == bool else np.bitwise_or
+            out[row_state[starts]] = op.reduceat(x, starts, axis=0)
+    return out
+
+
+def _row_sets(rule: _Rule, vidx: list, o_side: list, c_o: list, w: int, w2: int) -> list:
+    """Per row: [T, Y, Y without item 0, without item 1, ..., (Y2)] (only [T] when ``w == 0``).
+
+    T: totals of the present (non-oxygen) elements; Y: T plus oxygen's totals over
+    ``c_o + 1 .. c_o + w`` atoms; Y2 the same over ``w2`` atoms (when ``w2``). Oxygen's
+    window is the starting bitset and the elements' small sets are added to it, so every
+    sumset costs one shift-or per state of an element.
+    """
+    values, values_bits, window = rule.values, rule.values_bits, rule.window
+    k = len(vidx[0]) if vidx else 0
+    out: list = []
+    for idx, side, co in zip(vidx, o_side, c_o):
+        a = [values[i] for i in idx if i >= 0]
+        m = len(a)
+        t = values_bits[idx[0]] if m else _ZERO
+        for x in a[1:]:
+            t = _plus(t, x)
+        out.append(t)
+        if not w:
+            continue
+        wb = window(co, side, w)
+        if m == 0:
+            y, rest = wb, []
+        elif m == 1:
+            y, rest = _plus(wb, a[0]), [wb]
+        elif m == 2:
+            r0 = _plus(wb, a[1])
+            y, rest = _plus(r0, a[0]), [r0, _plus(wb, a[0])]
+        else:
+            b2 = _plus(wb, a[2])
+            r0 = _plus(b2, a[1])
+            rest = [r0, _plus(b2, a[0]), _plus(_plus(wb, a[1]), a[0])]
+            y = _plus(r0, a[0])
+        out.append(y)
+        out.extend(rest)
+        out.extend([_EMPTY] * (k - m))
+        if w2:
+            y2 = window(co, side, w2)
+            for x in a:
+                y2 = _plus(y2, x)
+            out.append(y2)
+    return out
+
+
+def _masks_core(rule: _Rule, arr: np.ndarray, w: int) -> np.ndarray:
+    """Masks (n, 80, 10) of a batch of states, hard rules not applied.
+
+    ``w`` = 0: the final oxygen (step 4). ``w`` = 9: one action, then oxygen 1..9 (step 3,
+    exact). ``w`` = 18 (step 2): every completion of a new element's action, and for the
+    other actions the completions whose next action is oxygen or count 0 (the caller
+    decides the rest).
+    """
+    n = len(arr)
+    out = np.zeros((n, N_ELEMENTS, N_COUNTS), dtype=bool)
+    elem, cnt, c_o = _items(arr)
+    k = elem.shape[1]
+    row_state, sides, cmax, amin = _patterns(rule, elem)
+    r_elem, r_cnt = elem[row_state], cnt[row_state]
+    r_co = c_o[row_state]
+    o_side = sides[:, k]
+    item_sides = sides[:, :k]
+    vidx = np.where(
+        r_elem >= 0, (item_sides * N_ELEMENTS + r_elem) * (rule.max_count + 1) + r_cnt, -1
+    )
+    n_rows = len(row_state)
+    w2 = MAX_COUNT if w == 2 * MAX_COUNT else 0
+    sets = _row_sets(rule, vidx.tolist(), o_side.tolist(), r_co.tolist(), w, w2)
+    if not n_rows:
+        return out
+    arr3 = _stack(rule, sets, n_rows)  # (R, G, L)
+    big = rule.big
+    r_index = np.arange(n_rows)[:, None, None]
+    has_items = elem[:, 0] >= 0 if k else np.zeros(n, dtype=bool)
+
+    if not w:  # step 4: oxygen c_o + m against the totals T
+        idx = big - (r_co[:, None, None] + _M[None, None, :]) * rule.o_states[None, :, None]
+        hit = (_read(arr3[:, 0], r_index, idx) & rule.o_side[o_side][:, :, None]).any(axis=1)  # (R, 9)
+        out[:, OXYGEN_INDEX, 1:] = _per_state(hit, row_state, n)
+        if rule.single_element_valid:
+            out[~has_items, OXYGEN_INDEX, 1:] = True  # oxygen alone (not legally reachable)
+        else:
+            out[~has_items, OXYGEN_INDEX, 1:] = False
         return out
 
-    # ---- Python bitsets per pattern
-    o9s = [_window(c_o + 1, c_o + MAX_COUNT, p[1]) for p in pats]
-    ts = [_present_sum(items, p[0]) for p in pats]
-    ys = [_sumset(t, o9) for t, o9 in zip(ts, o9s)]
-    sets = list(ys)
-    if free:
-        o18s = [_window(c_o + 1, c_o + 2 * MAX_COUNT, p[1]) for p in pats]
-        raised = [_raised_sum(items, p[0]) if items else _EMPTY for p in pats]
-        sets += [
-            _union(_sumset(t, o18), _sumset(r, o9))
-            for t, o18, r, o9 in zip(ts, o18s, raised, o9s)
-        ]
-    arrays = _stack(sets)
-    y_arr = arrays[:n_p]
-
-    # ---- new action elements; the costlier "second new element" option only where needed
-    if free:
-        none_arr = arrays[n_p:]
-        z_none = none_arr[:, _G_N] | y_arr[:, _G_2A].any(-1)  # (P, J, 9)
+    sv = rule.sv
+    # ---- new elements (e, m): -m s_e in Y for a state s_e on a side the pattern allows
+    all_rows = np.arange(n_rows)[:, None, None]
+    z = _read(arr3[:, 1], all_rows, big - _M[:, None] * sv[None, :])  # (R, 9, J)
+    if w2:
+        # the next action raises e by d = 1..9: -(m + d) s_e in Y9 (oxygen 1..9)
+        y9 = arr3[:, 2 + k]
+        zc = np.cumsum(_read(y9, all_rows, big - np.arange(1, 2 * N_COUNTS - 1)[:, None] * sv[None, :]), axis=1)
+        z |= zc[:, MAX_COUNT:] - zc[:, :MAX_COUNT] > 0  # counts m + 1 .. m + 9
+    new = np.ones((n, N_ELEMENTS), dtype=bool)
+    new[:, OXYGEN_INDEX] = False
+    rows_present = np.arange(n)[:, None]
+    new[rows_present, np.where(elem >= 0, elem, OXYGEN_INDEX)] = False
+    new_r = new[row_state]
+    if rule.en:
+        with np.errstate(invalid="ignore"):
+            ok = np.stack([new_r & (rule.x[None, :] < amin[:, None]),
+                           new_r & (rule.x[None, :] > cmax[:, None])], axis=1)  # (R, 2, 80)
     else:
-        z_none = y_arr[:, _G_N]
-    z_none = _f32(z_none).reshape(n_p, _J * MAX_COUNT)
-    acc = np.zeros((N_ELEMENTS, 1, MAX_COUNT), dtype=np.float32)
-    for a32, h32 in pt.sides32:
-        w = (a32 @ z_none).reshape(N_ELEMENTS, _J, MAX_COUNT)
-        acc += np.matmul(h32[:, None, :], w)
-    decided = acc[:, 0] > 0
-    if free:
-        undecided = ~decided & pt.has_row[:, None]
-        if undecided.any():
-            es = np.flatnonzero(undecided.any(1))
-            rows = [(side, a[es].T[:, :, None] & h[es][None]) for side, a, h in pt.sides]
-            js = np.flatnonzero(np.logical_or.reduce([r.any((0, 1)) for _, r in rows]))
-            n_j = len(js)
-            z_f = _f32(y_arr[:, _G_F[:, js]].any(-1)).reshape(n_p, _J, n_j * MAX_COUNT)
-            hit = np.zeros((len(es), MAX_COUNT), dtype=np.float32)
-            for side, r in rows:
-                r = _f32(r[:, :, js])  # (P, ne, nj)
-                if not r.any():
-                    continue
-                q = np.matmul(_f32(pt.alpha_new(side)[:, es]), z_f)  # (P, ne, nj * 9)
-                hit += (q.reshape(n_p, len(es), n_j, MAX_COUNT) * r[..., None]).sum((0, 2))
-            decided[es] |= hit > 0
-    out[:, 1:] = decided
+        ok = new_r[:, None, :]
+    # elements as 80-bit masks (10 bytes): OR over states j of (elements with state j)
+    ok_bits = np.packbits(ok, axis=2, bitorder="little")  # (R, S, 10)
+    z8 = z.view(np.uint8)[:, :, :, None]
+    hit = np.zeros((n_rows, MAX_COUNT, ok_bits.shape[2]), dtype=np.uint8)
+    for si in range(len(rule.sides)):
+        acc = np.bitwise_or.reduce(z8 * rule.element_bits[si][None, None], axis=2)  # (R, 9, 10)
+        hit |= acc & ok_bits[:, si, None, :]
+    hit = np.unpackbits(_per_state(hit, row_state, n), axis=2, bitorder="little")[:, :, :N_ELEMENTS]
+    new_hit = hit.view(bool).transpose(0, 2, 1)  # (n, 80, 9)
+    if w2:
+        _second_new_element(rule, new_hit, new, elem, row_state, ok, cmax, amin, y9)
+    out[:, :, 1:] = new_hit
 
-    # ---- elements already present: c_e + m atoms
-    for idx, (e, c_e) in enumerate(items):
-        mask_e = pt.item_masks[idx]  # (P, J)
-        js = np.flatnonzero(mask_e.any(0))
-        if not js.size:
+    # ---- present elements: c_e + m atoms in the pattern's state, against Y without it
+    for i in range(k):
+        e_i = r_elem[:, i]
+        present_i = e_i >= 0
+        idx = big - (r_cnt[:, i, None, None] + _M[None, :, None]) * sv[None, None, :]  # (R, 9, J)
+        states_i = rule.has[item_sides[:, i], np.where(present_i, e_i, 0)]  # (R, J)
+        hit = (_read(arr3[:, 2 + i], r_index, idx) & states_i[:, None, :]).any(axis=2) & present_i[:, None]
+        hit = _per_state(hit, row_state, n)  # (n, 9)
+        has_i = elem[:, i] >= 0
+        out[np.flatnonzero(has_i), elem[has_i, i], 1:] |= hit[has_i]
+
+    # ---- oxygen (O, m) and count-0 actions: oxygen c_o + m + 1 .. c_o + m + w against T
+    t = np.arange(1, N_COUNTS + w)  # m + k
+    idx = big - (r_co[:, None, None] + t[None, None, :]) * rule.o_states[None, :, None]
+    prof = (_read(arr3[:, 0], r_index, idx) & rule.o_side[o_side][:, :, None]).any(axis=1)  # (R, 9 + w)
+    prof = _per_state(prof, row_state, n)
+    cum = np.concatenate([np.zeros((n, 1), dtype=np.int64), np.cumsum(prof, axis=1)], axis=1)
+    ok = (cum[:, w : w + N_COUNTS] - cum[:, :N_COUNTS]) > 0  # ok[m] = any prof[m .. m + w - 1]
+    ok &= has_items[:, None]  # with oxygen alone the next action must add another element
+    out[:, OXYGEN_INDEX, 1:] = ok[:, 1:]
+    out[:, :, 0] = ok[:, :1]
+    return out
+
+
+def _second_new_element(rule, new_hit, new, elem, row_state, ok, cmax, amin, y9) -> None:
+    """Step 2: decide the new-element actions ``(e, m)`` whose completion needs a second new
+    element ``f`` (``f`` not present, not oxygen, not ``e``), in place in ``new_hit``.
+
+    ``-m s_e - d s_f`` in Y9 (d = 1..9) is read from ``G_|s|`` = Y9 OR-ed over shifts
+    ``0 .. 8 |s|``; ``s_f`` is available iff one of the best two carriers of that state
+    outside the present elements is not ``e`` and lies on the right side of the pattern's
+    bounds, widened by ``e`` (a cation ``e`` raises the anions' lower bound, an anion
+    lowers the cations' upper one).
+    """
+    b, e, m = np.nonzero(new[:, :, None] & ~new_hit)
+    if not b.size:
+        return
+    n = len(new)
+    counts = np.bincount(row_state, minlength=n)
+    starts = np.cumsum(counts) - counts
+    n_r = counts[b]
+    ent = np.repeat(np.arange(len(b)), n_r)  # one entry per (action, row of its state)
+    r = starts[b][ent] + (np.arange(len(ent)) - np.repeat(np.cumsum(n_r) - n_r, n_r))
+    e_ent, m_ent = e[ent], m[ent]  # m: 0..8 for counts 1..9
+    sv = rule.sv
+    # G_k for the rows involved: OR of Y9 over shifts 0, k, .., 8k
+    rows = np.unique(r)
+    local = np.searchsorted(rows, r)
+    base = np.unpackbits(y9[rows], axis=1, bitorder="little").view(bool)
+    g = np.empty((len(rule.abs_sv), *base.shape), dtype=bool)
+    for gi, step in enumerate(rule.abs_sv):
+        acc = base.copy()
+        span = 1
+        while 2 * span <= MAX_COUNT - 1:
+            acc[:, span * step :] |= acc[:, : -span * step]
+            span *= 2
+        acc[:, (MAX_COUNT - 1) * step :] |= base[:, : -(MAX_COUNT - 1) * step]
+        g[gi] = acc
+    g_of = np.searchsorted(np.array(rule.abs_sv), np.abs(sv))  # (J,) index into g
+    # position of -m s_e - d s_f, d = 1..9: v - s_f (s_f > 0) or v - 9 s_f (s_f < 0)
+    far = np.where(sv > 0, 1, MAX_COUNT) * sv  # (J_f,)
+    idx = rule.big - (m_ent[:, None, None] + 1) * sv[None, None, :] - far[None, :, None]  # (E, Jf, Je)
+    vals = g[g_of[None, :, None], local[:, None, None], idx]  # (E, Jf, Je)
+    # best two carriers outside the present elements, per state of the batch
+    cand = rule.carriers  # (J, C)
+    excluded = (cand[None, :, :, None] == elem[:, None, None, :]).any(axis=3) | (cand[None] < 0)
+    order = np.argsort(excluded, axis=2, kind="stable")[:, :, :2]
+    first_two = np.where(np.take_along_axis(excluded, order, axis=2), -1,
+                         np.take_along_axis(np.broadcast_to(cand, excluded.shape), order, axis=2))
+    bs = b[ent]
+    f1, f2 = first_two[bs, :, 0], first_two[bs, :, 1]  # (E, J)
+    cation_state = sv[None, :] > 0
+    if rule.en:
+        none_x = np.where(cation_state, np.inf, -np.inf)
+        x1 = np.where(f1 >= 0, rule.x[np.maximum(f1, 0)], none_x)
+        x2 = np.where(f2 >= 0, rule.x[np.maximum(f2, 0)], none_x)
+        sides = (0, 1)
+    else:
+        x1 = np.where(f1 >= 0, 0.0, np.where(cation_state, np.inf, -np.inf))
+        x2 = np.where(f2 >= 0, 0.0, np.where(cation_state, np.inf, -np.inf))
+        sides = (0,)
+    not_e = f1 != e_ent[:, None]
+    xe = rule.x[e_ent][:, None]
+    hit = np.zeros(len(ent), dtype=bool)
+    for si in sides:
+        ok_e = ok[r, si, e_ent]
+        if not ok_e.any():
             continue
-        mask_e = mask_e[:, js, None]
-        shift = -c_e * _SV[js]
-        rest = [it for k, it in enumerate(items) if k != idx]
-        rest_states = [[st for k, st in enumerate(p[0]) if k != idx] for p in pats]
-        t_e = [_present_sum(rest, st) for st in rest_states]
-        e_sets = [_sumset(t, o9) for t, o9 in zip(t_e, o9s)]
-        if free:
-            e_sets += [
-                _union(_sumset(t, o18), _sumset(_raised_sum(rest, st) if rest else _EMPTY, o9))
-                for t, o18, st, o9 in zip(t_e, o18s, rest_states, o9s)
-            ]
-        e_arr = _stack(e_sets)
-        ye = e_arr[:n_p]
-        if free:
-            ok = e_arr[n_p:][:, _G_N[js] + shift[:, None]]  # (P, j, 9)
-            ok |= ye[:, _G_2A[js] + shift[:, None, None]].any(-1)
-            ok = (ok & mask_e).any((0, 1))
-            if not ok.all():
-                zf = ye[:, _G_F[:, js] + shift[None, :, None, None]].any(-1)  # (P, K, j, 9)
-                zf = (zf & pt.alpha0[:, :, None, None]).any(1)
-                ok |= (zf & mask_e).any((0, 1))
+        cm, am = cmax[r][:, None], amin[r][:, None]
+        if rule.en and si == 0:
+            cm = np.maximum(cm, xe)  # e is a cation
+        elif rule.en:
+            am = np.minimum(am, xe)  # e is an anion
+        with np.errstate(invalid="ignore"):
+            avail = np.where(cation_state, ((x1 < am) & not_e) | (x2 < am),
+                             ((x1 > cm) & not_e) | (x2 > cm))  # (E, Jf)
+        side = rule.sides[si]
+        states_e = rule.has[side, e_ent]  # (E, Je)
+        hit |= ok_e & (vals & avail[:, :, None] & states_e[:, None, :]).any(axis=(1, 2))
+    np.logical_or.at(new_hit, (b[ent], e_ent, m_ent), hit)
+
+
+def _compute(rule: _Rule, arr: np.ndarray, step: int) -> np.ndarray:
+    """Exact masks (n, 800) of distinct, checked states at one step (no cache)."""
+    n = len(arr)
+    hard = _hard_rows(_has_non_oxygen(arr), step)
+    if step < _PROVEN_STEP:
+        rule.check_proof()
+        return hard
+    out = np.empty((n, N_ACTIONS), dtype=bool)
+    for lo in range(0, n, _CHUNK):
+        part = arr[lo : lo + _CHUNK]
+        if step == _FREE_STEPS:
+            out[lo : lo + _CHUNK] = _masks_core(rule, part, 0).reshape(len(part), -1)
         else:
-            ok = (ye[:, _G_N[js] + shift[:, None]] & mask_e).any((0, 1))
-        out[e, 1:] |= ok
-
-    # ---- oxygen actions (O, m) and the count-0 actions: oxygen total c_o + m + window
-    o_idx = -(c_o + _O_OFFSETS[None, :]) * pt.o_all[:, None] + _BIG  # (n_O_states, 28)
-
-    def profile(group: list) -> np.ndarray:
-        arr = _stack(group).reshape(-1, n_p, _NBYTES * 8)  # (kinds, P, L)
-        return (arr[:, :, o_idx] & pt.o_mask[None, :, :, None]).any((0, 1, 2))
-
-    prof_short = np.zeros(len(_O_OFFSETS), dtype=bool)
-    prof_long = np.zeros(len(_O_OFFSETS), dtype=bool)
-    if items:
-        if free:
-            prof_long = profile(ts)
-            prof_short = profile(raised)
-        else:
-            prof_short = profile(ts)
-
-    def o_ok() -> np.ndarray:
-        ok = np.zeros(N_COUNTS, dtype=bool)
-        for m in range(N_COUNTS):
-            ok[m] = prof_short[m + 1 : m + N_COUNTS].any() or prof_long[
-                m + 1 : m + 2 * MAX_COUNT + 1
-            ].any()
-        return ok
-
-    ok = o_ok()
-    if free and not ok.all():
-        tf = []
-        for k, t in enumerate(ts):
-            ks = np.flatnonzero(pt.alpha0[k])
-            fs = _future_values(tuple(int(_SV[j]) for j in ks)) if ks.size else _EMPTY
-            tf.append(_sumset(t, fs))
-        prof_short = prof_short | profile(tf)
-        ok = o_ok()
-    out[:, 0] = ok[0]
-    out[OXYGEN_INDEX, 1:] = ok[1:]
+            w = MAX_COUNT if step == _FREE_STEPS - 1 else 2 * MAX_COUNT
+            out[lo : lo + _CHUNK] = _masks_core(rule, part, w).reshape(len(part), -1)
+    out &= hard
+    if step == _FREE_STEPS - 2:
+        # Undecided actions: the state after them is a step-3 state, completable iff its
+        # step-3 mask allows some action.
+        undecided_state, undecided_action = np.nonzero(hard & ~out)
+        if len(undecided_state):
+            children = arr[undecided_state] + _ADDS[undecided_action]
+            child_masks = _compute(rule, children, step + 1)
+            out[undecided_state, undecided_action] = child_masks.any(axis=1)
     return out
 
 
 # ---------------------------------------------------------------------------- public API
-def _state_key(arr: np.ndarray) -> tuple[int, ...]:
-    nz = np.flatnonzero(arr)
-    return tuple(x for pair in zip(nz.tolist(), arr[nz].tolist()) for x in pair)
-
-
-def _check_reachable(arr: np.ndarray, step: int) -> None:
-    needed = int(np.sum((arr + MAX_COUNT - 1) // MAX_COUNT))
-    if needed > step:
+def _check_matrix(counts: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    arr = validate_counts(counts)
+    if arr.ndim != 2 or arr.shape[1] != N_ELEMENTS:
         raise ValueError(
-            f"Invalid state: counts need at least {needed} actions (at most {MAX_COUNT} atoms "
-            f"per action) but step={step}; counts must be the composition after `step` actions."
+            f"Invalid counts with shape {arr.shape}: expected (n, {N_ELEMENTS}) (one row per "
+            "state; use completable_actions for a single state)."
+        )
+    return arr
+
+
+def _check_reachable_rows(arr: np.ndarray, step: int) -> None:
+    needed = ((arr + MAX_COUNT - 1) // MAX_COUNT).sum(axis=1)
+    bad = np.flatnonzero(needed > step)
+    if bad.size:
+        r = int(bad[0])
+        formula = " ".join(f"{ELEMENTS[i]}{arr[r, i]}" for i in np.flatnonzero(arr[r]))
+        raise ValueError(
+            f"Invalid state (row {r}: {formula}): its counts need at least {int(needed[r])} actions "
+            f"(at most {MAX_COUNT} atoms per action) but step={step}; counts must be the "
+            "composition after `step` actions."
         )
 
 
 def _check_constraint(constraint: str) -> str:
-    if constraint not in _TABLES:
+    if constraint not in CONSTRAINTS:
         raise ValueError(
             f"Invalid constraint={constraint!r}: expected one of {', '.join(CONSTRAINTS)}."
         )
     return constraint
 
 
-def _check_proof() -> None:
-    if _TABLES_FINGERPRINT != _PROOF_FINGERPRINT:
-        raise RuntimeError(
-            "The installed smact gives oxidation states / electronegativities other than those "
-            "for which every state after two actions was checked to be completable, so the "
-            "masks of steps 0-1 are not known to be exact. Run `pytest -m slow -k "
-            "every_step2_state` and, if it passes, update _PROOF_FINGERPRINT in "
-            "oxide_env/chemistry/completion.py."
-        )
+_CACHE: dict = {}
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _mask_key(key: tuple[int, ...], step: int, constraint: str) -> bytes:
-    items = [(key[i], key[i + 1]) for i in range(0, len(key), 2) if key[i] != OXYGEN_INDEX]
-    c_o = next((key[i + 1] for i in range(0, len(key), 2) if key[i] == OXYGEN_INDEX), 0)
-    hard = hard_rule_mask_of(bool(items), step)
+def _state_keys(arr: np.ndarray) -> list[tuple[int, ...]]:
+    """(element, count, element, count, ...) of each row, flat (hashes fast)."""
+    rows, cols = np.nonzero(arr)
+    ends = np.cumsum(np.bincount(rows, minlength=len(arr)))
+    inter = np.stack([cols, arr[rows, cols]], axis=1).ravel().tolist()
+    keys = []
+    start = 0
+    for end in (2 * ends).tolist():
+        keys.append(tuple(inter[start:end]))
+        start = end
+    return keys
+
+
+def completable_action_masks(
+    counts: Sequence[Sequence[int]] | np.ndarray, step: int, constraint: Constraint
+) -> np.ndarray:
+    """Exact constraint masks of a batch of states at one step.
+
+    Row ``i`` equals ``completable_actions(counts[i], step, constraint)``: action ``a`` is
+    True iff the hard rules allow it and some sequence of legal remaining actions (the
+    final oxygen 1-9 included) ends in a composition that passes ``constraint``. Distinct
+    states are computed together (numpy over all of them); results are memoised per state.
+
+    Args:
+        counts: the compositions after ``step`` actions, integer counts of shape ``(n, 80)``.
+        step: actions taken so far, 0..4 (the same for every row).
+        constraint: ``"charge_neutral"``, ``"electronegativity_balanced"`` (both SMACT 2014
+            states) or ``"oxide_rule"`` (:func:`~oxide_env.chemistry.validity.oxide_rule`).
+
+    Returns:
+        ``np.ndarray`` of dtype bool and shape ``(n, 800)`` (a fresh array).
+
+    Raises:
+        ValueError: for a step outside 0..4, an unknown constraint, malformed counts, or
+            counts that ``step`` actions cannot produce (more than 9 atoms per action).
+
+    Example:
+        >>> import numpy as np
+        >>> from oxide_env.chemistry.composition import formula_to_counts
+        >>> states = np.stack([formula_to_counts("Ba"), formula_to_counts("Ti")])
+        >>> masks = completable_action_masks(states, 4, "charge_neutral")
+        >>> [np.flatnonzero(row).tolist() for row in masks]  # BaO, BaO2; TiO .. TiO4 (O-1)
+        [[61, 62], [61, 62, 63, 64]]
+    """
+    step = _check_step(step)
+    constraint = _check_constraint(constraint)
+    arr = _check_matrix(counts)
+    _check_reachable_rows(arr, step)
+    n = len(arr)
     if step < _PROVEN_STEP:
-        _check_proof()
-        mask = hard
-    else:
-        if step == _FREE_STEPS:
-            table = _mask_final(constraint, items, c_o)
+        _rule(constraint).check_proof()
+        return _hard_rows(_has_non_oxygen(arr), step)
+    keys = _state_keys(arr)
+    packed: list = [None] * n
+    todo: dict = {}
+    for r, key in enumerate(keys):
+        hit = _CACHE.get((constraint, step, key))
+        if hit is None:
+            todo.setdefault(key, []).append(r)
         else:
-            table = _mask_free(constraint, items, c_o, free=_FREE_STEPS - 1 - step)
-        mask = table.reshape(-1) & hard
-    return np.packbits(mask).tobytes()
+            packed[r] = hit
+    out = np.empty((n, N_ACTIONS), dtype=bool)
+    if todo:
+        first = [rs[0] for rs in todo.values()]
+        masks = _compute(_rule(constraint), arr[first], step)
+        if len(_CACHE) + len(first) > _CACHE_SIZE:
+            _CACHE.clear()
+        bits = np.packbits(masks, axis=1)
+        for (key, rs), row, b in zip(todo.items(), masks, bits):
+            _CACHE[(constraint, step, key)] = b.tobytes()
+            out[rs] = row
+    done = [r for r in range(n) if packed[r] is not None]
+    if done:
+        raw = np.frombuffer(b"".join(packed[r] for r in done), dtype=np.uint8).reshape(len(done), -1)
+        out[done] = np.unpackbits(raw, axis=1)[:, :N_ACTIONS].astype(bool)
+    return out
 
 
 def completable_actions(
@@ -722,14 +860,16 @@ def completable_actions(
     """The hard-rule actions after which some legal completion satisfies ``constraint``.
 
     Exact: action ``a`` is True iff the hard rules allow it and some sequence of legal
-    remaining actions (the final oxygen 1-9 included) ends in a composition for which
-    :func:`~oxide_env.chemistry.validity.charge_neutral` (or
-    :func:`~oxide_env.chemistry.validity.electronegativity_balanced`) is True.
+    remaining actions (the final oxygen 1-9 included) ends in a composition that passes
+    ``constraint``: :func:`~oxide_env.chemistry.validity.charge_neutral`,
+    :func:`~oxide_env.chemistry.validity.electronegativity_balanced` or
+    :func:`~oxide_env.chemistry.validity.oxide_rule`. One row of
+    :func:`completable_action_masks`.
 
     Args:
         counts: the composition after ``step`` actions, integer counts of shape ``(80,)``.
         step: actions taken so far, 0..4.
-        constraint: ``"charge_neutral"`` or ``"electronegativity_balanced"``.
+        constraint: ``"charge_neutral"``, ``"electronegativity_balanced"`` or ``"oxide_rule"``.
 
     Returns:
         ``np.ndarray`` of dtype bool and shape ``(800,)`` (a fresh array).
@@ -744,13 +884,12 @@ def completable_actions(
         >>> mask = completable_actions(formula_to_counts("Ba"), 4, "charge_neutral")
         >>> np.flatnonzero(mask).tolist()  # BaO (O-2) and BaO2 (O-1) are neutral, BaO3... not
         [61, 62]
+        >>> np.flatnonzero(completable_actions(formula_to_counts("Ba"), 4, "oxide_rule")).tolist()
+        [61]
     """
     step = _check_step(step)
-    constraint = _check_constraint(constraint)
     arr = _check_counts(counts)
-    _check_reachable(arr, step)
-    packed = _mask_key(_state_key(arr), step, constraint)
-    return np.unpackbits(np.frombuffer(packed, dtype=np.uint8))[:N_ACTIONS].astype(bool)
+    return completable_action_masks(arr[None], step, constraint)[0]
 
 
 def is_completable(counts: Sequence[int] | np.ndarray, step: int, constraint: Constraint) -> bool:
@@ -765,18 +904,13 @@ def is_completable(counts: Sequence[int] | np.ndarray, step: int, constraint: Co
     step = _check_step(step)
     constraint = _check_constraint(constraint)
     arr = _check_counts(counts)
-    _check_reachable(arr, step)
+    _check_reachable_rows(arr[None], step)
     if step <= _PROVEN_STEP:
-        _check_proof()
+        _rule(constraint).check_proof()
         return True
     return bool(completable_actions(arr, step, constraint).any())
 
 
 def clear_cache() -> None:
-    """Empty the memoisation caches (to time cold calls)."""
-    _mask_key.cache_clear()
-    for fn in (_patterns, _window, _raised_values, _future_values):
-        fn.cache_clear()
-    for tb in _TABLES.values():
-        tb.patterns.cache_clear()
-        tb.first_carriers.cache_clear()
+    """Empty the memoised masks (to time cold calls); the rules' tables are kept."""
+    _CACHE.clear()
