@@ -841,7 +841,7 @@ def run_table1(seeds: Sequence[int] = (0, 1, 2), n: int = 1000, iterations: int 
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"Unknown method {m!r}; choose from {', '.join(METHODS)}.")
-    check_number(n, "n (materials per run)", integer=True, minimum=2)
+    check_number(n, "n", integer=True, minimum=2)  # materials per run
     check_number(iterations, "iterations", integer=True, minimum=1)
     if not seeds:
         raise ValueError("Invalid seeds=[]: give at least one seed (the goal is stated for >= 3).")

@@ -107,8 +107,8 @@ class OxideVecEnv(VecEnv):
                    **method_kwargs: Any) -> list[Any]:
         rows = self._indices(indices)
         if method_name == "action_masks":
-            masks = self.core.masks
-            return [masks[i].copy() for i in rows]
+            masks = self.core.masks.copy()  # one copy; the rows are views of it
+            return [masks[i] for i in rows]
         raise AttributeError(f"OxideVecEnv copies have no method {method_name!r} (only action_masks).")
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
@@ -141,9 +141,8 @@ class OxideVecEnv(VecEnv):
         for i in np.flatnonzero(result.invalid):
             infos[i]["invalid_action"] = True
         if result.terminal is not None:
-            terminal = result.terminal
-            for j, k in enumerate(result.finished):
-                infos[int(result.rows[k])].update(terminal.row(j))
+            for k, extra in zip(result.rows[result.finished].tolist(), result.terminal.infos()):
+                infos[k].update(extra)
         ended = np.flatnonzero(dones)
         if ended.size:
             last_obs = core.obs[ended].copy()

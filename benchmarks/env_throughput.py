@@ -3,7 +3,7 @@
 Random allowed actions (uniform among each copy's mask, drawn outside the timed region); only
 the environments' ``step`` calls are timed. "Excluding predictors" replaces the four predictors
 by constants (the terminal validity checks still run); "shipped predictors" uses the real
-models with an empty reward memo. Every timed row starts from empty feature / mask memos
+models with an empty reward memo. Every timed row starts from empty validity / mask memos
 (cold: nearly every state of random play is new). The old path, in the same run: Gymnasium's
 ``SyncVectorEnv`` and SB3's ``DummyVecEnv`` of single environments (one ``EpisodeBatch`` of
 one episode each, sharing one reward model).
@@ -36,11 +36,10 @@ def random_actions(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def cold() -> None:
-    from oxide_env import core
-    from oxide_env.chemistry import completion
+    from oxide_env.chemistry import completion, validity
 
-    core._FEATURES.store.clear()
     completion.clear_cache()
+    validity.clear_cache()
 
 
 def time_gym(envs, steps: int, seed: int) -> float:

@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,11 +248,20 @@ class RewardBatch:
 
     def row(self, i: int) -> dict[str, Any]:
         """The terminal ``info`` entries of composition ``i`` (plain Python values)."""
-        return {"charge_neutral": bool(self.charge_neutral[i]),
-                "electronegativity_balanced": bool(self.electronegativity_balanced[i]),
-                "properties": {n: float(v[i]) for n, v in self.properties.items()},
-                "property_std": {n: float(v[i]) for n, v in self.property_std.items()},
-                **{n: bool(v[i]) for n, v in self.flags.items()}}
+        return self.infos([i])[0]
+
+    def infos(self, rows: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """:meth:`row` of each of ``rows`` (default: all), converted to Python values in one pass."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.intp)
+        neutral = self.charge_neutral[rows].tolist()
+        balanced = self.electronegativity_balanced[rows].tolist()
+        props = {n: v[rows].tolist() for n, v in self.properties.items()}
+        stds = {n: v[rows].tolist() for n, v in self.property_std.items()}
+        flags = {n: v[rows].tolist() for n, v in self.flags.items()}
+        return [{"charge_neutral": neutral[j], "electronegativity_balanced": balanced[j],
+                 "properties": {n: v[j] for n, v in props.items()},
+                 "property_std": {n: v[j] for n, v in stds.items()},
+                 **{n: v[j] for n, v in flags.items()}} for j in range(len(rows))]
 
 
 class RewardModel:
