@@ -10,8 +10,24 @@ Example:
 
 from __future__ import annotations
 
-from agents.dqn import ConstrainedDQN
-from agents.policies import ConstrainedDQNPolicy, PairNet, PaperQNetwork
-from agents.sampling import top_n_sample
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["ConstrainedDQN", "ConstrainedDQNPolicy", "PairNet", "PaperQNetwork", "top_n_sample"]
+_HOMES = {"ConstrainedDQN": "agents.dqn", "ConstrainedDQNPolicy": "agents.policies", "PairNet": "agents.policies",
+          "PaperQNetwork": "agents.policies", "top_n_sample": "agents.sampling"}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agents.dqn import ConstrainedDQN
+    from agents.policies import ConstrainedDQNPolicy, PairNet, PaperQNetwork
+    from agents.sampling import top_n_sample
+
+
+def __getattr__(name: str) -> Any:
+    """Import torch and SB3 only when an agent is used: ``oxide-rl --help`` and the benchmark helpers
+    stay quick (PEP 562)."""
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

@@ -345,6 +345,8 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from oxide_env.chemistry.completion import CONSTRAINTS as EXACT_MASKS
+
     parser = argparse.ArgumentParser(
         prog="oxide-rl",
         description="Reinforcement learning for inverse design of oxide compositions.",
@@ -419,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
     p.add_argument("--iterations", type=int, default=500, help="iterations of 100 episodes (default 500)")
     p.add_argument("--n-envs", type=int, default=100, help="environments stepped together (default 100)")
-    p.add_argument("--exact-masks", choices=["charge_neutral", "electronegativity_balanced"],
+    p.add_argument("--exact-masks", choices=list(EXACT_MASKS),
                    help="also apply the environment's exact constraint masks")
     p.add_argument("--no-oracles", action="store_true", help="no learned constraint oracles (ablation)")
     p.add_argument("--top-n-pct", type=float, default=20.0, help="sample among the top n%% actions (default 20)")

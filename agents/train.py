@@ -35,6 +35,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from oxide_env.chemistry.checks import check_number
 from oxide_env.chemistry.episode import N_STEPS
+from oxide_env.chemistry.completion import CONSTRAINTS as EXACT_MASKS
 from oxide_env.files import read_json_dict, sha256_file
 
 PAPER_ITERATIONS = 500
@@ -107,9 +108,9 @@ class AgentRun:
             raise ValueError(f"Invalid n_envs={self.n_envs!r}: it must divide the {self.episodes_per_iteration} "
                              f"x {STEPS_PER_EPISODE} steps of an iteration (e.g. 1, 4, 10, 20, 50, 100).")
         check_number(self.top_n_pct, "top_n_pct", minimum=0, maximum=100, exclusive_minimum=True)
-        if self.exact_masks not in (None, "charge_neutral", "electronegativity_balanced"):
-            raise ValueError(f"Invalid exact_masks={self.exact_masks!r}; choose None, 'charge_neutral' or "
-                             "'electronegativity_balanced'.")
+        if self.exact_masks not in (None, *EXACT_MASKS):
+            raise ValueError(f"Invalid exact_masks={self.exact_masks!r}; choose None or one of "
+                             f"{', '.join(map(repr, EXACT_MASKS))}.")
         object.__setattr__(self, "constraints", tuple(self.constraints))
         if self.design_constraints is not None:
             from oxide_env.tasks import make_constraints

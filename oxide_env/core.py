@@ -30,12 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
 from oxide_env.chemistry.checks import check_number, describe
+from oxide_env.chemistry.completion import CONSTRAINTS, Constraint
 from oxide_env.chemistry.composition import counts_to_formulas
 from oxide_env.chemistry.elements import N_ELEMENTS
 from oxide_env.chemistry.episode import (
@@ -50,8 +51,11 @@ from oxide_env.chemistry.features import feature_bounds, featurize
 from oxide_env.normalization import normalize_features
 from oxide_env.tasks import MAX_REWARD, RewardBatch
 
-ExactMask = Literal["charge_neutral", "electronegativity_balanced"]
-EXACT_MASKS: tuple[str, ...] = ("charge_neutral", "electronegativity_balanced")
+ExactMask = Constraint
+EXACT_MASKS: tuple[str, ...] = CONSTRAINTS
+"""The exact forward masks (:mod:`oxide_env.chemistry.completion`): SMACT 2014 charge neutrality or
+electronegativity balance (the paper's checks), or the oxide rule
+(:func:`oxide_env.chemistry.validity.oxide_rule`: icsd24 states, oxygen -2, no negative metal)."""
 Oracle = Callable[[np.ndarray, np.ndarray], np.ndarray]
 _ALL_ACTIONS = np.arange(N_ACTIONS)
 
@@ -159,7 +163,7 @@ class EpisodeBatch:
         reward_model: the injected rewards (:class:`~oxide_env.tasks.RewardModel` or any object
             with ``evaluate`` and ``worst_reward``); ``None``: no rewards (0; for generation, which
             only needs the final compositions).
-        exact_masks: ``None``, ``"charge_neutral"`` or ``"electronegativity_balanced"``.
+        exact_masks: ``None`` or one of :data:`EXACT_MASKS`.
         constraint_oracles: ``oracle(obs (150,), actions (800,)) -> p``; actions with ``p <
             oracle_threshold`` are masked.
         invalid_action_reward: reward of a hard-rule violation (default: ``worst_reward()``).
@@ -171,8 +175,8 @@ class EpisodeBatch:
                  invalid_action_reward: float | None = None, normalize_observations: bool = False) -> None:
         check_number(n, "n", integer=True, minimum=1)
         if exact_masks not in (None, *EXACT_MASKS):
-            raise ValueError(f"Invalid exact_masks={describe(exact_masks)}; choose None, 'charge_neutral' "
-                             "or 'electronegativity_balanced'.")
+            raise ValueError(f"Invalid exact_masks={describe(exact_masks)}; choose None or one of "
+                             f"{', '.join(map(repr, EXACT_MASKS))}.")
         if constraint_oracles is None:
             oracles: tuple[Oracle, ...] = ()
         elif callable(constraint_oracles):

@@ -192,3 +192,18 @@ def test_shared_reward_model_memo_is_per_object():
 
     a.evaluate(formulas_to_counts(["MgO"]))
     assert len(a.cache_state()["rewards"]) == 1 and len(b.cache_state()["rewards"]) == 0
+
+
+def test_exact_oxide_rule_masks_make_every_design_pass_the_oxide_rule():
+    from oxide_env.chemistry.validity import oxide_rule
+
+    vec = OxideCompositionVectorEnv(50, counting_model(), exact_masks="oxide_rule", autoreset_mode="same_step")
+    _, info = vec.reset(seed=0)
+    rng = np.random.default_rng(3)
+    finals = []
+    for _ in range(15):
+        _, _, terminated, _, info = vec.step(choose(info["action_mask"], rng))
+        if terminated.any():
+            finals += [f for f, done in zip(info["final_info"]["formula"], terminated) if done]
+    assert len(finals) == 150 and oxide_rule(finals).all()
+    assert not info["mask_fallback"].any()
