@@ -38,7 +38,7 @@ STEPS = (2, 3, 4)
 
 def random_states(n: int, step: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` distinct states after ``step`` uniformly random legal actions."""
-    from oxide_env.chemistry.completion import N_ACTIONS, hard_rule_masks
+    from oxide_env.chemistry.episode import N_ACTIONS, hard_rule_masks
 
     adds = np.zeros((N_ACTIONS, 80), dtype=np.int64)
     adds[np.arange(N_ACTIONS), np.arange(N_ACTIONS) // 10] = np.arange(N_ACTIONS) % 10

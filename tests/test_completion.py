@@ -18,14 +18,8 @@ import numpy as np
 import pytest
 
 from oxide_env.chemistry import completion
-from oxide_env.chemistry.completion import (
-    N_ACTIONS,
-    completable_action_masks,
-    completable_actions,
-    hard_rule_mask,
-    hard_rule_masks,
-    is_completable,
-)
+from oxide_env.chemistry.completion import completable_action_masks, completable_actions, is_completable
+from oxide_env.chemistry.episode import N_ACTIONS, hard_rule_mask, hard_rule_masks
 from oxide_env.chemistry.composition import formula_to_counts
 from oxide_env.chemistry.elements import ELEMENT_INDEX, ELEMENTS, N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.validity import charge_neutral, electronegativity_balanced, oxide_rule

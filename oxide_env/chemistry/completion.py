@@ -99,28 +99,28 @@ import numpy as np
 from oxide_env.chemistry import validity
 from oxide_env.chemistry.composition import validate_counts
 from oxide_env.chemistry.elements import ELEMENTS, MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
+from oxide_env.chemistry.episode import (
+    ACTION_COUNT,
+    ACTION_ELEMENT,
+    N_ACTIONS,
+    N_COUNTS,
+    N_FREE_STEPS,
+    N_STEPS,
+    check_step,
+    hard_rule_masks,
+)
 
 __all__ = [
     "CONSTRAINTS",
-    "N_ACTIONS",
-    "N_STEPS",
     "clear_cache",
     "completable_action_masks",
     "completable_actions",
-    "hard_rule_mask",
-    "hard_rule_mask_of",
-    "hard_rule_masks",
     "is_completable",
 ]
 
 Constraint = Literal["charge_neutral", "electronegativity_balanced", "oxide_rule"]
 CONSTRAINTS: tuple[str, ...] = ("charge_neutral", "electronegativity_balanced", "oxide_rule")
-N_COUNTS = MAX_COUNT + 1
-N_ACTIONS: int = N_ELEMENTS * N_COUNTS
-"""800 actions: ``a = 10 * element_index + count``."""
-N_STEPS: int = 5
-"""Actions per episode; ``step`` (actions taken so far) runs 0..4."""
-_FREE_STEPS = N_STEPS - 1
+_FREE_STEPS = N_FREE_STEPS
 _PROVEN_STEP = 2
 """Every state reachable after this many actions is completable (checked exhaustively)."""
 _PROOF_FINGERPRINTS = {
@@ -135,8 +135,8 @@ _CACHE_SIZE = 1 << 16
 _CHUNK = 1024
 """States per batch of the bitset stage (bounds the memory of the stacked bool arrays)."""
 
-_ACTION_ELEMENT = np.arange(N_ACTIONS) // N_COUNTS
-_ACTION_COUNT = np.arange(N_ACTIONS) % N_COUNTS
+_ACTION_ELEMENT = ACTION_ELEMENT
+_ACTION_COUNT = ACTION_COUNT
 _M = np.arange(1, N_COUNTS)  # counts 1..9
 _ADDS = np.zeros((N_ACTIONS, N_ELEMENTS), dtype=np.int64)
 _ADDS[np.arange(N_ACTIONS), _ACTION_ELEMENT] = _ACTION_COUNT
@@ -145,16 +145,7 @@ _MAX_ITEMS = _FREE_STEPS - 1
 
 
 # ------------------------------------------------------------------------------ hard rules
-def _check_step(step: int) -> int:
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-        raise ValueError(f"Invalid step={step!r}: expected an int in 0..{N_STEPS - 1}.")
-    step = int(step)
-    if not 0 <= step < N_STEPS:
-        raise ValueError(
-            f"Invalid step={step}: expected 0..{N_STEPS - 1} (actions taken so far; the "
-            f"episode ends after {N_STEPS})."
-        )
-    return step
+_check_step = check_step
 
 
 def _check_counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -162,85 +153,6 @@ def _check_counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     if arr.shape != (N_ELEMENTS,):
         raise ValueError(f"Invalid counts with shape {arr.shape}: expected ({N_ELEMENTS},).")
     return arr
-
-
-@functools.lru_cache(maxsize=None)
-def hard_rule_mask_of(has_non_oxygen: bool, step: int) -> np.ndarray:
-    """The hard-rule mask, which depends only on ``step`` and whether a non-oxygen element is present.
-
-    Returns a cached, read-only array (copy it before changing it); :func:`hard_rule_mask` is
-    the checked, per-composition form.
-    """
-    step = _check_step(step)
-    if step == _FREE_STEPS:
-        mask = (_ACTION_ELEMENT == OXYGEN_INDEX) & (_ACTION_COUNT > 0)
-    elif step == _FREE_STEPS - 1 and not has_non_oxygen:
-        mask = (_ACTION_ELEMENT != OXYGEN_INDEX) & (_ACTION_COUNT > 0)
-    else:
-        mask = np.ones(N_ACTIONS, dtype=bool)
-    mask.flags.writeable = False
-    return mask
-
-
-def hard_rule_mask(counts: Sequence[int] | np.ndarray, step: int) -> np.ndarray:
-    """The actions the episode's hard rules allow in state ``(counts, step)``.
-
-    Steps 0-3: every action, except that at step 3 with no non-oxygen element present,
-    count-0 and oxygen actions are masked (an episode cannot end with oxygen alone).
-    Step 4: oxygen with count 1-9 only.
-
-    Args:
-        counts: the composition so far, integer counts of shape ``(80,)``.
-        step: the number of actions taken so far, 0..4.
-
-    Returns:
-        ``np.ndarray`` of dtype bool and shape ``(800,)``.
-
-    Raises:
-        ValueError: for a step outside 0..4 or malformed counts.
-
-    Example:
-        >>> import numpy as np
-        >>> only_oxygen = np.zeros(80, dtype=int)
-        >>> only_oxygen[6] = 4
-        >>> int(hard_rule_mask(only_oxygen, 3).sum()), int(hard_rule_mask(only_oxygen, 4).sum())
-        (711, 9)
-    """
-    step = _check_step(step)
-    arr = _check_counts(counts)
-    has_non_oxygen = bool(arr.sum() - arr[OXYGEN_INDEX] > 0)
-    return hard_rule_mask_of(has_non_oxygen, step).copy()
-
-
-def hard_rule_masks(counts: Sequence[Sequence[int]] | np.ndarray, step: int) -> np.ndarray:
-    """The hard-rule masks of a batch of states at one step: :func:`hard_rule_mask` row by row.
-
-    Args:
-        counts: integer counts of shape ``(n, 80)``.
-        step: actions taken so far, 0..4.
-
-    Returns:
-        ``np.ndarray`` of dtype bool and shape ``(n, 800)``.
-
-    Example:
-        >>> import numpy as np
-        >>> states = np.zeros((2, 80), dtype=int)
-        >>> states[1, 22] = 2  # Fe2
-        >>> hard_rule_masks(states, 3).sum(axis=1).tolist()
-        [711, 800]
-    """
-    step = _check_step(step)
-    arr = _check_matrix(counts)
-    return _hard_rows(_has_non_oxygen(arr), step)
-
-
-def _has_non_oxygen(arr: np.ndarray) -> np.ndarray:
-    return arr.sum(axis=1) - arr[:, OXYGEN_INDEX] > 0
-
-
-def _hard_rows(has_non_oxygen: np.ndarray, step: int) -> np.ndarray:
-    table = np.stack([hard_rule_mask_of(False, step), hard_rule_mask_of(True, step)])
-    return table[has_non_oxygen.astype(np.intp)]
 
 
 # ------------------------------------------------------------------------------- the rules
@@ -717,7 +629,7 @@ def _second_new_element(rule, new_hit, new, elem, row_state, ok, cmax, amin, y9)
 def _compute(rule: _Rule, arr: np.ndarray, step: int) -> np.ndarray:
     """Exact masks (n, 800) of distinct, checked states at one step (no cache)."""
     n = len(arr)
-    hard = _hard_rows(_has_non_oxygen(arr), step)
+    hard = hard_rule_masks(arr, step)
     if step < _PROVEN_STEP:
         rule.check_proof()
         return hard
@@ -827,7 +739,7 @@ def completable_action_masks(
     n = len(arr)
     if step < _PROVEN_STEP:
         _rule(constraint).check_proof()
-        return _hard_rows(_has_non_oxygen(arr), step)
+        return hard_rule_masks(arr, step)
     keys = _state_keys(arr)
     packed: list = [None] * n
     todo: dict = {}

@@ -52,6 +52,7 @@ __all__ = [
     "check_step",
     "decode_actions",
     "encode_action",
+    "hard_rule_mask",
     "hard_rule_mask_of",
     "hard_rule_masks",
     "random_episodes",
@@ -137,6 +138,24 @@ def _mask_table() -> np.ndarray:
     table = np.stack([np.stack([hard_rule_mask_of(bool(h), s) for s in range(N_STEPS + 1)]) for h in (0, 1)])
     table.flags.writeable = False
     return table
+
+
+def hard_rule_mask(counts: np.ndarray, step: int) -> np.ndarray:
+    """The actions the hard rules allow in one state ``(counts (80,), step)``, checked, ``bool (800,)``.
+
+    Example:
+        >>> only_oxygen = np.zeros(80, dtype=int)
+        >>> only_oxygen[OXYGEN_INDEX] = 4
+        >>> int(hard_rule_mask(only_oxygen, 3).sum()), int(hard_rule_mask(only_oxygen, 4).sum())
+        (711, 9)
+    """
+    from oxide_env.chemistry.composition import validate_counts
+
+    step = check_step(step)
+    arr = validate_counts(counts)
+    if arr.shape != (N_ELEMENTS,):
+        raise ValueError(f"Invalid counts with shape {arr.shape}: expected ({N_ELEMENTS},).")
+    return hard_rule_masks(arr[None, :], step)[0]
 
 
 def hard_rule_masks(counts: np.ndarray, steps: np.ndarray | int) -> np.ndarray:
