@@ -13,13 +13,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["ConstrainedDQN", "ConstrainedDQNPolicy", "PairNet", "PaperQNetwork", "top_n_sample"]
-_HOMES = {"ConstrainedDQN": "agents.dqn", "ConstrainedDQNPolicy": "agents.policies", "PairNet": "agents.policies",
+__all__ = ["ConstrainedDQN", "ConstrainedDQNPolicy", "ConstrainedMlpPolicy", "PairNet", "PaperQNetwork",
+           "top_n_sample"]
+_HOMES = {"ConstrainedDQN": "agents.dqn", "ConstrainedDQNPolicy": "agents.policies",
+          "ConstrainedMlpPolicy": "agents.policies", "PairNet": "agents.policies",
           "PaperQNetwork": "agents.policies", "top_n_sample": "agents.sampling"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from agents.dqn import ConstrainedDQN
-    from agents.policies import ConstrainedDQNPolicy, PairNet, PaperQNetwork
+    from agents.policies import ConstrainedDQNPolicy, ConstrainedMlpPolicy, PairNet, PaperQNetwork
     from agents.sampling import top_n_sample
 
 

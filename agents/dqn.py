@@ -381,16 +381,6 @@ class ConstrainedDQN(DQN):
                     actions = torch.where(explore, uniform_allowed(allowed, generator=generator), actions)
         return actions.cpu().numpy()
 
-    def _act(self, obs: np.ndarray, masks: np.ndarray | None, *, deterministic: bool, epsilon: float,
-             generator: torch.Generator | None = None, inverse: np.ndarray | None = None) -> np.ndarray:
-        """Deprecated: what :mod:`agents.generation` calls until it calls ``policy._predict``.
-
-        ``inverse`` is the policy's ``rows``; the default generator is the model's own.
-        """
-        return self._epsilon_actions(obs, masks, deterministic=deterministic, epsilon=epsilon,
-                                     generator=generator if generator is not None else self._sampling_generator,
-                                     rows=inverse)
-
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
         masks = self._env_masks(n_envs)
         if self.num_timesteps < learning_starts:

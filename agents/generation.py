@@ -33,11 +33,7 @@ def _choose(model: Any, obs: np.ndarray, masks: np.ndarray, generator: torch.Gen
     masks_t = torch.as_tensor(masks, device=device)
     rows_t = torch.as_tensor(rows, device=device, dtype=torch.long)
     with torch.no_grad():
-        try:
-            actions = policy._predict(obs_t, deterministic=False, action_masks=masks_t, generator=generator,
-                                      rows=rows_t)
-        except TypeError:  # TEMPORARY until the policy's _predict takes masks (issue 11, in progress)
-            return model._act(obs, masks, deterministic=False, epsilon=0.0, generator=generator, inverse=rows)
+        actions = policy._predict(obs_t, deterministic=False, action_masks=masks_t, generator=generator, rows=rows_t)
     return actions.cpu().numpy()
 
 

@@ -313,10 +313,6 @@ def test_policy_predict_takes_masks_like_maskable_policies():
     fast = policy._predict(obs_t, action_masks=masks_t, generator=torch.Generator().manual_seed(4), rows=rows)
     slow = policy._predict(obs_t[rows], action_masks=masks_t[rows], generator=torch.Generator().manual_seed(4))
     assert torch.equal(fast, slow)
-    # the algorithm's epsilon-free path is the policy's (what generation used to call)
-    legacy = model._act(obs, masks, deterministic=False, epsilon=0.0, generator=torch.Generator().manual_seed(4),
-                        inverse=rows.numpy())
-    assert np.array_equal(legacy, fast.numpy())
     with pytest.raises(ValueError, match=r"action_masks of shape \(3, 10\)"):
         policy._predict(obs_t, action_masks=np.ones((3, 10), bool))
 
@@ -453,21 +449,3 @@ def test_replay_buffer_labels_whole_episode():
     assert (buf.constraint_labels[:5, 0, 0] == 1).all() and (buf.constraint_labels[:5, 1, 0] == 0).all()
 
 
-def test_batched_reward_vec_env_equals_dummy_vec_env():
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from agents.vec_env import make_oxide_vec_env
-    from oxide_env.env import OxideCompositionEnv
-
-    a = make_oxide_vec_env(4, seed=0, monitor=False, task="bulk_modulus")
-    b = DummyVecEnv([lambda: OxideCompositionEnv(task="bulk_modulus") for _ in range(4)])
-    b.seed(0)
-    oa, ob = a.reset(), b.reset()
-    rng = np.random.default_rng(0)
-    for _ in range(10):
-        masks = np.stack(a.env_method("action_masks"))
-        actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
-        ra, rb = a.step(actions), b.step(actions)
-        np.testing.assert_array_equal(ra[0], rb[0])
-        np.testing.assert_allclose(ra[1], rb[1])
-        np.testing.assert_array_equal(ra[2], rb[2])
