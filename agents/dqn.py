@@ -68,6 +68,16 @@ def _binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * neg.sum()))
 
 
+def _env_normalizes(env: Any) -> bool:
+    """Whether ``env`` (an env, a wrapped env or a VecEnv) gives ``normalize_observations=True`` observations."""
+    if isinstance(env, VecEnv):
+        try:
+            return bool(env.get_attr("normalize_observations")[0])
+        except AttributeError:
+            return False
+    return bool(getattr(getattr(env, "unwrapped", env), "normalize_observations", False))
+
+
 class ConstrainedDQN(DQN):
     """The paper's constrained DQN with learned constraint oracles and top-n% sampling.
 
@@ -152,6 +162,10 @@ class ConstrainedDQN(DQN):
             raise ValueError(f"Invalid policy={policy!r}: expected 'PaperQPolicy', 'MlpPolicy' or a subclass of "
                              "agents.policies.ConstrainedDQNPolicy (oracles and masked top-n% sampling live there).")
         policy_kwargs.setdefault("n_constraints", len(self.constraints))
+        # the paper network standardises raw features itself; an env that already did must not be standardised twice
+        normalized = env is not None and not isinstance(env, str) and _env_normalizes(env)
+        if normalized and issubclass(policy_class, ConstrainedDQNPolicy):
+            policy_kwargs.setdefault("normalized_observations", True)
         for name, value in settings.items():
             if policy_kwargs.setdefault(name, value) != value:
                 raise ValueError(f"Invalid policy_kwargs[{name!r}]={policy_kwargs[name]!r}: pass {name}= to "

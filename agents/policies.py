@@ -104,7 +104,7 @@ class PairNet(nn.Module):
         torch.Size([3, 800])
     """
 
-    def __init__(self, embed_dim: int = 64, hidden_dim: int = 64) -> None:
+    def __init__(self, embed_dim: int = 64, hidden_dim: int = 64, standardize: bool = True) -> None:
         super().__init__()
         self.features = nn.Linear(N_FEATURES, embed_dim)
         self.step = nn.Linear(N_STEPS, embed_dim)
@@ -115,6 +115,8 @@ class PairNet(nn.Module):
         self.act = nn.LeakyReLU()
         self.embed_dim = embed_dim
         mean, std = feature_statistics()
+        if not standardize:  # the env already standardised the features (normalize_observations=True)
+            mean, std = np.zeros_like(mean), np.ones_like(std)
         self.register_buffer("feature_mean", torch.from_numpy(mean.copy()))
         self.register_buffer("feature_std", torch.from_numpy(std.copy()))
         actions = torch.arange(N_ACTIONS)
@@ -183,7 +185,8 @@ class PaperQNetwork(QNetwork):
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete,
                  features_extractor: BaseFeaturesExtractor, features_dim: int,
                  net_arch: list[int] | None = None, activation_fn: type[nn.Module] = nn.LeakyReLU,
-                 normalize_images: bool = True, embed_dim: int = 64, hidden_dim: int = 64) -> None:
+                 normalize_images: bool = True, embed_dim: int = 64, hidden_dim: int = 64,
+                 standardize: bool = True) -> None:
         BasePolicy.__init__(self, observation_space, action_space, features_extractor=features_extractor,
                             normalize_images=normalize_images)
         if int(action_space.n) != N_ACTIONS or features_dim != OBS_DIM:
@@ -194,8 +197,8 @@ class PaperQNetwork(QNetwork):
         self.net_arch = net_arch or []
         self.activation_fn = activation_fn
         self.features_dim = features_dim
-        self.embed_dim, self.hidden_dim = embed_dim, hidden_dim
-        self.q_net = PairNet(embed_dim, hidden_dim)
+        self.embed_dim, self.hidden_dim, self.standardize = embed_dim, hidden_dim, bool(standardize)
+        self.q_net = PairNet(embed_dim, hidden_dim, standardize=self.standardize)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.q_net(self.extract_features(obs, self.features_extractor).float())
@@ -206,7 +209,7 @@ class PaperQNetwork(QNetwork):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(embed_dim=self.embed_dim, hidden_dim=self.hidden_dim)
+        data.update(embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, standardize=self.standardize)
         return data
 
 
@@ -286,8 +289,9 @@ class ConstrainedDQNPolicy(DQNPolicy):
                  optimizer_kwargs: dict[str, Any] | None = None, n_constraints: int = 2,
                  paper_network: bool = True, embed_dim: int = 64, hidden_dim: int = 64,
                  oracle_lr: float = 1e-3, top_n_pct: float = 20.0, oracle_threshold: float = 0.5,
-                 merge_noops: bool = False) -> None:
+                 merge_noops: bool = False, normalized_observations: bool = False) -> None:
         self.n_constraints = n_constraints
+        self.normalized_observations = bool(normalized_observations)
         self.paper_network = paper_network
         self.embed_dim, self.hidden_dim = embed_dim, hidden_dim
         self.oracle_lr = oracle_lr
@@ -311,7 +315,8 @@ class ConstrainedDQNPolicy(DQNPolicy):
     def make_q_net(self) -> QNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
         if self.paper_network:
-            return PaperQNetwork(**net_args, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim).to(self.device)
+            return PaperQNetwork(**net_args, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
+                                 standardize=not self.normalized_observations).to(self.device)
         return QNetwork(**net_args).to(self.device)
 
     def scores(self, obs: torch.Tensor, columns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -447,7 +452,8 @@ class ConstrainedDQNPolicy(DQNPolicy):
         data = super()._get_constructor_parameters()
         data.update(n_constraints=self.n_constraints, paper_network=self.paper_network,
                     embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, oracle_lr=self.oracle_lr,
-                    top_n_pct=self.top_n_pct, oracle_threshold=self.oracle_threshold, merge_noops=self.merge_noops)
+                    top_n_pct=self.top_n_pct, oracle_threshold=self.oracle_threshold, merge_noops=self.merge_noops,
+                    normalized_observations=self.normalized_observations)
         return data
 
 

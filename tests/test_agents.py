@@ -449,3 +449,24 @@ def test_replay_buffer_labels_whole_episode():
     assert (buf.constraint_labels[:5, 0, 0] == 1).all() and (buf.constraint_labels[:5, 1, 0] == 0).all()
 
 
+
+
+def test_paper_network_standardises_once_on_a_normalizing_env():
+    """On a normalize_observations=True env the network must not standardise the features again."""
+    import gymnasium as gym
+    import torch
+
+    from agents import ConstrainedDQN
+
+    raw_env = gym.make("OxideComposition-v0", predictors=fake_predictors())
+    norm_env = gym.make("OxideComposition-v0", predictors=fake_predictors(), normalize_observations=True)
+    raw, norm = ConstrainedDQN(env=raw_env, seed=3), ConstrainedDQN(env=norm_env, seed=3)
+    assert norm.policy.normalized_observations and not raw.policy.normalized_observations
+    raw_env.reset(seed=0)
+    norm_env.reset(seed=0)
+    o_raw, *_ = raw_env.step(10 * 20 + 2)
+    o_norm, *_ = norm_env.step(10 * 20 + 2)
+    with torch.no_grad():
+        q_raw = raw.policy.q_net(torch.as_tensor(o_raw[None]))
+        q_norm = norm.policy.q_net(torch.as_tensor(o_norm[None]))
+    torch.testing.assert_close(q_norm, q_raw, rtol=1e-4, atol=1e-4)
