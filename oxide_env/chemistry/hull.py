@@ -31,10 +31,13 @@ import numpy as np
 
 from oxide_env.chemistry.elements import N_ELEMENTS
 from oxide_env.chemistry.features import as_amount_matrix
+from oxide_env.chemistry.metrics import composition_keys
 
 __all__ = ["FormationHull"]
 
 _MAX_SUBSET_ELEMENTS = 12
+_MEMO_SIZE = 200_000
+"""Hull energies remembered per composition (a linear programme each; ~2 ms)."""
 """Up to this many elements the known compounds of a system are found by enumerating its
 subsystems (2**k dictionary lookups); above it, by one vectorized scan."""
 
@@ -64,12 +67,10 @@ class FormationHull:
         keep = amounts.sum(axis=1) > 0
         amounts, energies = amounts[keep], energies[keep]
         fractions = amounts / amounts.sum(axis=1, keepdims=True)
-        # lowest energy per composition (fractions rounded as composition keys are)
+        # lowest energy per composition (the one composition key)
         best: dict[tuple, tuple[float, int]] = {}
-        for r, row in enumerate(np.round(fractions, 6)):
-            nz = np.flatnonzero(row)
-            key = tuple(zip(nz.tolist(), row[nz].tolist()))
-            if len(nz) > 1 and (key not in best or energies[r] < best[key][0]):
+        for r, key in enumerate(composition_keys(amounts)):
+            if len(key) > 1 and (key not in best or energies[r] < best[key][0]):
                 best[key] = (float(energies[r]), r)
         rows = np.array(sorted(r for _, r in best.values()), dtype=np.int64)
         self._fractions = fractions[rows] if len(rows) else np.zeros((0, N_ELEMENTS))
@@ -79,6 +80,7 @@ class FormationHull:
         for r, row in enumerate(self._present):
             self._by_system.setdefault(frozenset(np.flatnonzero(row).tolist()), []).append(r)
         self._systems: dict[frozenset[int], tuple[np.ndarray, np.ndarray, list[int]]] = {}
+        self._memo: dict[tuple, float] = {}
 
     def __len__(self) -> int:
         """Number of known compounds (distinct compositions with two or more elements)."""
@@ -129,8 +131,15 @@ class FormationHull:
                 continue
             fractions, energies, members = self._system(frozenset(nz.tolist()))
             target = row[members] / row[members].sum()
-            res = linprog(energies, A_eq=fractions.T, b_eq=target, bounds=(0, None), method="highs")
-            out[r] = float(res.fun) if res.status == 0 else math.nan
+            key = (tuple(members), target.tobytes())
+            value = self._memo.get(key)
+            if value is None:
+                res = linprog(energies, A_eq=fractions.T, b_eq=target, bounds=(0, None), method="highs")
+                value = float(res.fun) if res.status == 0 else math.nan
+                if len(self._memo) >= _MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[key] = value
+            out[r] = value
         return out
 
     def e_above_hull(
