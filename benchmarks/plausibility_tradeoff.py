@@ -41,6 +41,11 @@ SETTINGS = {
                                                      top_n_pct=20.0, oracles=()),
     "+plausible +novel +merge_noops +oracle": dict(constraints={**PLAUSIBLE, "novel": True}, merge_noops=True,
                                                    top_n_pct=10.0, oracles=("constraints_satisfied",)),
+    "oxide-rule masks +plausible +novel +merge_noops": dict(constraints={**PLAUSIBLE, "novel": True},
+                                                            merge_noops=True, top_n_pct=10.0, oracles=(),
+                                                            exact_masks="oxide_rule"),
+    "oxide-rule masks +plausible +novel +merge_noops, top 20 %": dict(
+        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=20.0, oracles=(), exact_masks="oxide_rule"),
 }
 
 
@@ -71,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in tqdm(args.settings, desc="settings"):
         cfg = SETTINGS[name]
-        env = make_oxide_vec_env(n_envs=100, seed=args.seed, task=args.task, exact_masks="electronegativity_balanced",
+        env = make_oxide_vec_env(n_envs=100, seed=args.seed, task=args.task,
+                                 exact_masks=cfg.get("exact_masks", "electronegativity_balanced"),
                                  constraints=cfg["constraints"])
         model = ConstrainedDQN(env=env, seed=args.seed, constraints=cfg["oracles"], gradient_steps=10,
                                top_n_pct=cfg["top_n_pct"], merge_noops=cfg["merge_noops"])

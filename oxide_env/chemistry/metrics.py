@@ -112,11 +112,16 @@ def composition_keys(compositions: Sequence[str] | np.ndarray) -> list[tuple]:
     total = amounts.sum(axis=1, keepdims=True)
     total[total == 0] = 1.0
     frac = amounts / total
-    keys = []
-    for row in frac:
-        nz = np.flatnonzero(row)
-        keys.append(tuple((i, round(x, KEY_DECIMALS)) for i, x in zip(nz.tolist(), row[nz].tolist())))
-    return keys
+    rows, cols = np.nonzero(frac)
+    values = frac[rows, cols]
+    # numpy's rounding equals Python's except where the scaled value sits at a half: redo those exactly
+    rounded = np.round(values, KEY_DECIMALS)
+    scaled = values * 10.0**KEY_DECIMALS
+    for j in np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6):
+        rounded[j] = round(float(values[j]), KEY_DECIMALS)
+    pairs = list(zip(cols.tolist(), rounded.tolist()))
+    bounds = np.searchsorted(rows, np.arange(len(frac) + 1)).tolist()
+    return [tuple(pairs[bounds[i] : bounds[i + 1]]) for i in range(len(frac))]
 
 
 def pct_unique(compositions: Sequence[str] | np.ndarray) -> float:
