@@ -125,8 +125,8 @@ class Method:
 
 ORACLES = ("charge_neutral", "electronegativity_balanced")
 METHODS: dict[str, Method] = {m.key: m for m in (
-    Method("constrained_dqn", "ConstrainedDQN, exact masks + plausibility constraints (ours)", "dqn",
-           exact_masks="electronegativity_balanced", gradient_steps=10, top_n_pct=10.0,
+    Method("constrained_dqn", "ConstrainedDQN, exact oxide-rule masks + plausibility constraints (ours)", "dqn",
+           exact_masks="oxide_rule", gradient_steps=10, top_n_pct=10.0,
            model_kwargs={"merge_noops": True}, design_constraints=dict(PLAUSIBLE_DESIGN)),
     Method("paper_dqn", "ConstrainedDQN, paper settings", "dqn", constraints=ORACLES),
     Method("dqn_no_oracles", "DQN without oracles (ablation)", "dqn"),
