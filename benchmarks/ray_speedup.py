@@ -58,7 +58,7 @@ def _measure(args: argparse.Namespace, name: str, folder: Path) -> dict:
     command = [sys.executable, __file__, "--side", name, "--side-out", str(folder / name),
                "--side-json", str(folder / f"{name}.json"), "--iterations", str(args.iterations), "--n", str(args.n),
                "--workers", str(args.workers), "--tasks", *args.tasks, "--methods", *args.methods]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")  # one core per run
     t0 = time.perf_counter()
     subprocess.run(command, check=True, env=env)
     wall = time.perf_counter() - t0
