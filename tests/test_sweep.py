@@ -133,3 +133,12 @@ def test_cli_sweep(tmp_path, capsys):
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_speedup_script_has_help():
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ray_speedup.py"
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--iterations" in out.stdout and "--workers" in out.stdout
