@@ -8,7 +8,7 @@
   instance or on a cluster (``address``), ``cpus_per_run`` CPUs each.
 
 Why plain Ray tasks and not Ray Tune trials: a run is already a self-contained, resumable
-function (:func:`agents.benchmark.run_one`) that keys its result by every setting that made it
+function (:func:`agents.runs.run_one`) that keys its result by every setting that made it
 (``result.json``) and checkpoints its own training; Tune would add a second result store,
 trial folders and checkpoint scheme beside ours and its own search loop, while a grid needs
 none of that. A Ray task per run keeps one code path: both backends call :func:`execute_run`,
@@ -28,7 +28,7 @@ finished run's ``result.json`` and ``formulas.csv`` and writes them into its own
 
 Example:
     >>> import tempfile
-    >>> from agents.benchmark import METHODS, TASKS_BY_KEY
+    >>> from agents.runs import METHODS, TASKS_BY_KEY
     >>> out = Path(tempfile.mkdtemp())
     >>> spec = RunSpec(TASKS_BY_KEY["bulk_modulus"], METHODS["random"], seed=0, n=20, iterations=1,
     ...                directory=str(out / "random" / "seed0"))
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.benchmark import BenchTask, Method
+from agents.runs import BenchTask, Method
 
 BACKENDS = ("serial", "ray")
 ERROR_FILE = "error.txt"
@@ -132,7 +132,7 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 def execute_run(spec: RunSpec, *, torch_threads: int | None = None, return_files: bool = False,
                 log: Callable[[str], None] | None = None) -> RunOutcome:
-    """Run one :class:`RunSpec` (:func:`agents.benchmark.run_one`); never raises for a failing run.
+    """Run one :class:`RunSpec` (:func:`agents.runs.run_one`); never raises for a failing run.
 
     The error of a run that raises is returned (and written with its traceback to
     ``<directory>/error.txt``, removed once the run succeeds). Both backends call this function.
@@ -145,7 +145,7 @@ def execute_run(spec: RunSpec, *, torch_threads: int | None = None, return_files
         log: called with each of the run's messages, prefixed with its label (``None``: they are
             kept in the outcome's ``log``).
     """
-    from agents.benchmark import run_one
+    from agents.runs import run_one
     from oxide_env.files import atomic_write_text
 
     outcome = RunOutcome(spec)
@@ -300,7 +300,7 @@ def expected_cost(spec: RunSpec) -> float:
     """A rough relative cost of a run, to start the long ones first (from the per-run times of Table 1).
 
     Example:
-        >>> from agents.benchmark import METHODS, TASKS_BY_KEY
+        >>> from agents.runs import METHODS, TASKS_BY_KEY
         >>> task = TASKS_BY_KEY["bulk_modulus"]
         >>> [expected_cost(RunSpec(task, METHODS[m], 0, n=1000, iterations=500, directory=m)) > 0
         ...  for m in ("maskable_ppo", "random")]

@@ -11,16 +11,18 @@ the shipped predictors and writes, in ``--out``:
 * ``pareto.png`` (Figure 2) and ``histograms.png`` (one panel per single-property task).
 * ``table1_runs/<task>/<method>/seed<k>/`` — ``result.json`` and ``formulas.csv`` of every run
   (plus the trained ``model.zip``, not kept in git). A finished run is reused only when every
-  setting that produced it matches (:func:`run_settings`, stored in its ``result.json``); runs of
+  setting that produced it matches (:func:`agents.runs.run_settings`, stored in its ``result.json``); runs of
   other settings are refused before any work (``force=True`` / ``--force`` reruns them). An
   interrupted DQN run resumes exactly from its last checkpoint (same parameters and materials as
   an uninterrupted run); PPO restarts. Rerun the same command to continue; ``--out`` is locked.
 
-Methods (all see the same environment budget: ``(iterations + 1) x 100`` episodes):
+Methods (:data:`agents.runs.METHODS`; all see the same environment budget: ``(iterations + 1) x 100``
+episodes):
 
 * ``constrained_dqn`` — ours: :class:`~agents.dqn.ConstrainedDQN` on the environment with
-  *exact* electronegativity-balance masks (an action is allowed only if some completion of
-  the episode is charge neutral and electronegativity balanced, SMACT 2014) and the terminal
+  *exact* oxide-rule masks (an action is allowed only if some completion of the episode passes
+  the oxide rule: icsd24 states, oxygen -2, no negative metal, charge neutral and
+  electronegativity balanced) and the terminal
   design constraints :data:`oxide_env.tasks.PLAUSIBLE_DESIGN` (oxide rule, predicted E_f <= -0.5
   eV/atom, inside the domains of the formation-energy and the task's predictors, novel: a
   design that breaks one earns the task's worst reward); 10 gradient steps per iteration
@@ -37,47 +39,31 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agents.runs import (
+    METHODS,
+    PROPERTIES,
+    RESULT_FORMAT,
+    TASKS_BY_KEY,
+    BenchTask,
+    assess_run,
+    predictor_ids,
+    run_settings,
+    settings_conflict,
+)
 from oxide_env.chemistry.checks import check_number
 from oxide_env.files import atomic_save_figure, atomic_write_text, read_json_dict
-from oxide_env.tasks import PLAUSIBLE_DESIGN
 
-PROPERTIES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
 SHORT = {"formation_energy": "E_f (eV/atom)", "bulk_modulus": "ln K (ln GPa)", "shear_modulus": "ln G (ln GPa)",
          "sintering_temperature": "T_s (°C)"}
 
-
-@dataclass(frozen=True)
-class BenchTask:
-    """One row group of Table 1: a task and the properties it reports (+1 maximise, -1 minimise)."""
-
-    key: str
-    label: str
-    task: str
-    lam: float | None
-    properties: tuple[str, ...]
-    directions: tuple[int, ...]
-
-
-TASKS: tuple[BenchTask, ...] = (
-    BenchTask("formation_energy", "Form (↓)", "formation_energy", None, ("formation_energy",), (-1,)),
-    BenchTask("bulk_modulus", "Bulk (↑)", "bulk_modulus", None, ("bulk_modulus",), (1,)),
-    BenchTask("shear_modulus", "Shear (↑)", "shear_modulus", None, ("shear_modulus",), (1,)),
-    BenchTask("sintering_temperature", "Sinter (↓)", "sintering_temperature", None, ("sintering_temperature",),
-              (-1,)),
-    *(BenchTask(f"sintering_bulk_{lam:g}", f"Sinter+Bulk (λ = {lam:g})", "sintering_bulk", lam,
-                ("sintering_temperature", "bulk_modulus"), (-1, 1)) for lam in (62.5, 125.0, 250.0)),
-)
-TASKS_BY_KEY = {t.key: t for t in TASKS}
 
 # Paper Table 1 (one seed, 1,000 materials). The formation-energy row's validity columns are
 # swapped in the paper (its notebook gives 60.1 % charge neutral, 41.0 % EN balanced; EN
@@ -105,261 +91,6 @@ GOAL_PLAUSIBLE = 90.0
 GOAL_UNIQUE_POLICY = 99.0
 GOAL_METHOD = "constrained_dqn"  # the goal is ours to reach; other methods are for comparison
 GOAL_SHIFT = {"formation_energy": -1.6, "bulk_modulus": 1.8, "shear_modulus": 1.1, "sintering_temperature": -1.4}
-
-
-@dataclass(frozen=True)
-class Method:
-    """A way to generate materials; ``kind`` is ``dqn``, ``maskable_ppo`` or ``random``."""
-
-    key: str
-    label: str
-    kind: str
-    exact_masks: str | None = None
-    constraints: tuple[str, ...] = ()
-    top_n_pct: float = 20.0
-    gradient_steps: int = 1
-    distinct: bool = False
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    design_constraints: dict[str, Any] | None = None
-
-
-ORACLES = ("charge_neutral", "electronegativity_balanced")
-METHODS: dict[str, Method] = {m.key: m for m in (
-    Method("constrained_dqn", "ConstrainedDQN, exact oxide-rule masks + plausibility constraints (ours)", "dqn",
-           exact_masks="oxide_rule", gradient_steps=10, top_n_pct=10.0,
-           model_kwargs={"merge_noops": True}, design_constraints=dict(PLAUSIBLE_DESIGN)),
-    Method("paper_dqn", "ConstrainedDQN, paper settings", "dqn", constraints=ORACLES),
-    Method("dqn_no_oracles", "DQN without oracles (ablation)", "dqn"),
-    Method("maskable_ppo", "MaskablePPO (sb3-contrib)", "maskable_ppo", exact_masks="electronegativity_balanced"),
-    Method("random", "Random baseline", "random"),
-)}
-
-
-# ------------------------------------------------------------------------------------------ runs
-RESULT_FORMAT = 3  # bump when the meaning of a stored setting changes (3: plausibility metrics)
-
-
-def _plain(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
-
-
-def predictor_ids(models: Sequence[Any]) -> dict[str, str]:
-    """``name -> sha256[:16]`` of each predictor's shipped weights and domain files (part of a run's settings)."""
-    import hashlib
-
-    import predictors
-
-    ids = {}
-    for m in models:
-        digest = hashlib.sha256()
-        for suffix in (".safetensors", ".domain.safetensors", ".domain.json"):  # model and its domain
-            path = Path(predictors.weights_dir()) / f"{m.name}{suffix}"
-            digest.update(path.read_bytes() if path.is_file() else b"unknown")
-        ids[m.name] = digest.hexdigest()[:16]
-    return ids
-
-
-def run_settings(task: BenchTask, method: Method, seed: int, *, n: int, iterations: int,
-                 predictors: dict[str, str]) -> dict[str, Any]:
-    """Every setting that determines one run's result (stored in its ``result.json``).
-
-    The random baseline depends on neither the task nor the training budget.
-    """
-    settings: dict[str, Any] = {"format": RESULT_FORMAT, "method": {k: v for k, v in asdict(method).items()
-                                                                   if k != "label"},
-                                "seed": seed, "n": n, "predictors": predictors}
-    if method.kind != "random":
-        settings.update(task={k: v for k, v in asdict(task).items() if k != "label"}, iterations=iterations)
-    if method.kind == "maskable_ppo":
-        settings["ppo"] = dict(PPO_SETTINGS, n_envs=PPO_ENVS)
-    return _plain(settings)
-
-
-def _agent_run(task: BenchTask, method: Method, seed: int, iterations: int):
-    from agents.train import AgentRun
-
-    return AgentRun(task=task.task, lam=task.lam, seed=seed, iterations=iterations, exact_masks=method.exact_masks,
-                    constraints=method.constraints, top_n_pct=method.top_n_pct,
-                    gradient_steps=method.gradient_steps, model_kwargs=dict(method.model_kwargs),
-                    design_constraints=method.design_constraints)
-
-
-def _train_dqn(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path, *,
-               resume: bool = True, log: Any = None):
-    from agents.train import train_agent
-
-    return train_agent(_agent_run(task, method, seed, iterations), directory, progress=False, checkpoint_every=50,
-                       resume=resume, log=log)
-
-
-PPO_SETTINGS = dict(n_steps=20, batch_size=250, n_epochs=4, learning_rate=3e-4, gamma=0.9, ent_coef=0.01)
-PPO_ENVS = 50
-
-
-def _ppo_env(task: BenchTask, method: Method, n_envs: int, seed: int):
-    from agents.vec_env import make_oxide_vec_env
-
-    return make_oxide_vec_env(n_envs, seed=seed, task=task.task, lam=task.lam, exact_masks=method.exact_masks)
-
-
-def _train_maskable_ppo(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path, *,
-                        settings: dict[str, Any] | None = None, resume: bool = True, log: Any = None):
-    """Train MaskablePPO, or reuse the finished model of the same settings (weights only, no pickle).
-
-    PPO is not checkpointed: an interrupted PPO run trains again from the start (same seed,
-    same result).
-    """
-    from sb3_contrib import MaskablePPO
-
-    from agents.persistence import clear_reward_caches
-    from oxide_env.files import atomic_write_bytes, atomic_write_json
-
-    path, done_path = directory / "model.zip", directory / "training.json"
-    env = _ppo_env(task, method, PPO_ENVS, seed)
-    model = MaskablePPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **PPO_SETTINGS)
-    done = read_json_dict(done_path) if resume else None
-    if done is not None and done.get("finished") and done.get("settings") == settings and path.is_file():
-        try:
-            model.set_parameters(str(path), exact_match=True, device="cpu")  # torch weights_only, never pickle
-        except Exception as exc:  # a damaged model.zip: train again
-            if log is not None:
-                log(f"warning: {str(path)!r} cannot be loaded ({exc}); training again")
-        else:
-            return model, float(done.get("train_seconds", 0.0))
-    done_path.unlink(missing_ok=True)
-    clear_reward_caches(env)  # the run must not depend on rewards cached by earlier runs
-    t0 = time.perf_counter()
-    model.learn(total_timesteps=(iterations + 1) * 500)
-    seconds = time.perf_counter() - t0
-    buffer = io.BytesIO()
-    model.save(buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    atomic_write_json(done_path, {"settings": settings, "finished": True, "train_seconds": seconds})
-    return model, seconds
-
-
-def _generate_with_env(model: Any, task: BenchTask, method: Method, n: int, seed: int) -> list[str]:
-    """``n`` materials of a masked SB3 policy (``predict(obs, action_masks=...)``), on the episode core.
-
-    The policy samples with torch's global generator, seeded with ``seed``: a reloaded model
-    generates the same materials as the freshly trained one.
-    """
-    from agents.generation import generate
-
-    return generate(model, n, seed=seed, batch_size=1000, exact_masks=method.exact_masks)
-
-
-def _conflict(task: BenchTask, method: Method, seed: int, *, directory: Path, settings: dict[str, Any],
-              iterations: int) -> str | None:
-    """Why ``directory`` holds work of *other recorded* settings (``None``: reusable, absent or legacy)."""
-    from agents.train import first_difference
-
-    cached = read_json_dict(directory / "result.json")
-    if cached is not None and "settings" in cached:
-        diff = first_difference(cached["settings"], settings)
-        if diff is not None:
-            return f"{str(directory / 'result.json')!r} has {diff[0]}={diff[1]!r}, not {diff[2]!r}"
-    elif cached is None and method.kind == "dqn":
-        cfg = read_json_dict(directory / "config.json")
-        if cfg is not None and "format" in cfg:
-            diff = first_difference(cfg, _agent_run(task, method, seed, iterations).settings())
-            if diff is not None:
-                return f"{str(directory / 'config.json')!r} has {diff[0]}={diff[1]!r}, not {diff[2]!r}"
-    return None
-
-
-def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: int, directory: Path,
-            models: Sequence[Any], reference: Any, force: bool = False, log: Any = None) -> dict[str, Any]:
-    """Train (if needed), generate ``n`` materials and evaluate them; cached in ``directory/result.json``.
-
-    The result is reused only when every setting that produced it (:func:`run_settings`) matches.
-    A result or partial run of other recorded settings raises ``ValueError`` naming the setting
-    (``force=True`` reruns it); one without recorded settings (older versions) is rerun. An
-    interrupted DQN run resumes exactly from its last checkpoint. Files are written atomically.
-    """
-    from agents.generation import write_materials_csv
-    from oxide_env.chemistry.baseline import random_oxides
-    from oxide_env.chemistry.metrics import pct_unique
-    from oxide_env.files import atomic_write_json, remove_stale_temporaries
-
-    say = log or (lambda message: None)
-    settings = run_settings(task, method, seed, n=n, iterations=iterations, predictors=predictor_ids(models))
-    result_path = directory / "result.json"
-    cached = read_json_dict(result_path)
-    if cached is not None and cached.get("settings") == settings:
-        return cached
-    conflict = _conflict(task, method, seed, directory=directory, settings=settings, iterations=iterations)
-    if conflict is not None and not force:
-        raise ValueError(f"{conflict}: rerun with the same settings, use another --out, or --force to redo it.")
-    cfg = read_json_dict(directory / "config.json") if method.kind == "dqn" else None
-    resume = conflict is None and cached is None and (cfg is None or "format" in cfg)
-    if result_path.exists() or not resume:
-        say(f"{str(directory)!r}: made with {'other' if conflict else 'unrecorded'} settings; running it again")
-        result_path.unlink(missing_ok=True)
-    directory.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(directory)
-    train_seconds = 0.0
-    t0 = time.perf_counter()
-    if method.kind == "random":
-        formulas = random_oxides(n, seed=seed)
-    elif method.kind == "dqn":
-        model, train_seconds = _train_dqn(task, method, seed, iterations, directory, resume=resume, log=say)
-        t0 = time.perf_counter()
-        plain = None
-        if method.distinct:  # the plain samples: how distinct the policy is by itself (not timed)
-            plain = model.generate(n, seed=seed)
-            policy_unique = pct_unique(plain)
-            t0 = time.perf_counter()
-        try:
-            formulas = model.generate(n, seed=seed, distinct=method.distinct)
-        except ValueError:  # the policy collapsed onto fewer than n distinct materials: report it as is
-            formulas = plain
-    elif method.kind == "maskable_ppo":
-        model, train_seconds = _train_maskable_ppo(task, method, seed, iterations, directory, settings=settings,
-                                                   resume=resume, log=say)
-        t0 = time.perf_counter()
-        formulas = _generate_with_env(model, task, method, n, seed)
-    else:
-        raise ValueError(f"Invalid method kind {method.kind!r}: expected 'dqn', 'maskable_ppo' or 'random'.")
-    generate_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    metrics, checks = _assess_run(formulas, task, method, reference)
-    evaluate_seconds = time.perf_counter() - t0
-    if method.distinct and method.kind == "dqn":
-        metrics["pct_unique_policy"] = policy_unique
-    # formula (reduced), generated (as generated), bare property names, then every check per material:
-    # the same columns as `oxide-rl generate`
-    columns = {m.name: checks[m.name] for m in models}
-    columns.update((k, v) for k, v in checks.items() if k not in columns)
-    write_materials_csv(directory / "formulas.csv", formulas, columns)
-    result = dict(task=task.key, method=method.key, seed=seed, n=n, iterations=iterations,
-                  train_seconds=train_seconds, generate_seconds=generate_seconds,
-                  evaluate_seconds=evaluate_seconds, metrics=metrics, settings=settings)
-    atomic_write_json(result_path, result)  # a run counts as finished only once its result is complete
-    return result
-
-
-def _assess_run(formulas: Sequence[str], task: BenchTask, method: Method, reference: Any
-                ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Metrics and per-material checks of one run (:func:`predictors.assess.assess`).
-
-    A plausible design must be inside the applicability domain of ``formation_energy`` and of the
-    task's properties. The random baseline serves every task, so it is checked against all four
-    domains, and its ``pct_in_domain@<task>`` / ``pct_plausible@<task>`` are stored for each task.
-    """
-    from oxide_env.chemistry.metrics import PLAUSIBLE_FORMATION_ENERGY, pct_novel
-    from predictors.assess import assess, domain_names
-
-    random = method.kind == "random"
-    metrics, checks = assess(formulas, domain_properties=None if random else task.properties, novelty=False)
-    metrics["pct_novel"] = pct_novel(formulas, reference)
-    if random:
-        base = checks["oxide_rule"] & (checks["formation_energy"] <= PLAUSIBLE_FORMATION_ENERGY)
-        for t in TASKS:
-            inside = np.logical_and.reduce([checks[f"in_domain_{d}"] for d in domain_names(t.properties)])
-            metrics[f"pct_in_domain@{t.key}"] = 100.0 * float(inside.mean())
-            metrics[f"pct_plausible@{t.key}"] = 100.0 * float((base & inside).mean())
-    return metrics, checks
 
 
 PAPER_LISTS = {
@@ -407,7 +138,7 @@ def paper_list_results(folder: Path, tasks: Sequence[BenchTask], out: Path, refe
             if cached is None or cached.get("settings") != settings:
                 formulas = [line.strip() for line in raw.decode().splitlines() if line.strip()]
                 t0 = time.perf_counter()
-                metrics, _ = _assess_run(formulas, task, METHODS["paper_dqn"], reference)
+                metrics, _ = assess_run(formulas, task, METHODS["paper_dqn"], reference)
                 cached = dict(task=task.key, method=PAPER_PUBLISHED, seed=seed, n=len(formulas), iterations=0,
                               train_seconds=0.0, generate_seconds=0.0, evaluate_seconds=time.perf_counter() - t0,
                               metrics=metrics, settings=settings)
@@ -874,7 +605,7 @@ def _run_table1_locked(seeds: Sequence[int], n: int, iterations: int, out: Path,
     # the random baseline does not depend on the task: one run per seed, shared by all tasks
     ids = predictor_ids(models)
     conflicts = [c for task, method, seed in jobs
-                 if (c := _conflict(task, method, seed, directory=_run_dir(out, task.key, method.key, seed),
+                 if (c := settings_conflict(task, method, seed, directory=_run_dir(out, task.key, method.key, seed),
                                     settings=run_settings(task, method, seed, n=n, iterations=iterations,
                                                           predictors=ids), iterations=iterations)) is not None]
     if conflicts and not force:

@@ -2,7 +2,7 @@
 
 ``oxide-rl sweep CONFIG`` reads a small TOML file, checks every key and value before any work,
 runs every (task, method, setting combination, seed) as one run of the Table 1 harness
-(:func:`agents.benchmark.run_one`, on :mod:`agents.backends`' serial or Ray backend), and
+(:func:`agents.runs.run_one`, on :mod:`agents.backends`' serial or Ray backend), and
 writes to ``--out``:
 
 * ``sweep.md`` / ``sweep.csv`` — one row per (task, method, combination): mean ± std over seeds
@@ -11,7 +11,7 @@ writes to ``--out``:
 * ``sweep.png`` — each metric against each swept setting (one line per task, method and
   combination of the other settings; error bars: std over seeds).
 * ``sweep_runs/<task>/<method>/<combination>/seed<k>/`` — each run's ``result.json`` and
-  ``formulas.csv``. A combination is a derived :class:`~agents.benchmark.Method` (its own key and
+  ``formulas.csv``. A combination is a derived :class:`~agents.runs.Method` (its own key and
   changed fields; λ a derived task), so its settings — stored in ``result.json`` — differ from any
   other combination's: a changed setting is never served from an old result. Rerun the same command
   to resume; runs of other settings in ``--out`` are refused before any work (``--force`` reruns them).
@@ -19,7 +19,7 @@ writes to ``--out``:
 The config (every key but ``grid`` optional; ``examples/sweep.toml`` is a complete one)::
 
     tasks = ["bulk_modulus"]          # Table 1 task keys, or "sintering_bulk" (λ from the grid, else 125)
-    methods = ["constrained_dqn"]     # agents.benchmark.METHODS keys
+    methods = ["constrained_dqn"]     # agents.runs.METHODS keys
     seeds = [0, 1, 2]
     n = 1000                          # materials generated per run
     iterations = 500                  # training iterations of 100 episodes
@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from agents.backends import RunSpec, execute_runs
-from agents.benchmark import METHODS, PROPERTIES, TASKS_BY_KEY, BenchTask, Method
+from agents.runs import METHODS, PROPERTIES, TASKS_BY_KEY, BenchTask, Method
 
 
 @dataclass(frozen=True)
@@ -380,7 +380,7 @@ def run_sweep(config: SweepConfig, out: str | Path = "runs/sweep", *, backend: A
     """
     import predictors
 
-    from agents.benchmark import _conflict, predictor_ids, run_settings
+    from agents.runs import predictor_ids, run_settings, settings_conflict
     from oxide_env.files import DirectoryLock, check_output_folder
 
     if not isinstance(config, SweepConfig):
@@ -390,7 +390,7 @@ def run_sweep(config: SweepConfig, out: str | Path = "runs/sweep", *, backend: A
         runs = _plan(config, out)
         ids = predictor_ids([predictors.load(name) for name in predictors.PREDICTOR_NAMES])
         conflicts = [c for r in runs
-                     if (c := _conflict(r.spec.task, r.spec.method, r.spec.seed, directory=Path(r.spec.directory),
+                     if (c := settings_conflict(r.spec.task, r.spec.method, r.spec.seed, directory=Path(r.spec.directory),
                                         settings=run_settings(r.spec.task, r.spec.method, r.spec.seed, n=config.n,
                                                               iterations=config.iterations, predictors=ids),
                                         iterations=config.iterations)) is not None]

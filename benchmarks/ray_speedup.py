@@ -34,8 +34,8 @@ METHODS = ("paper_dqn", "constrained_dqn")
 
 def _specs(args: argparse.Namespace, out: Path):
     from agents.backends import RunSpec
-    from agents.benchmark import METHODS as ALL_METHODS
-    from agents.benchmark import TASKS_BY_KEY
+    from agents.runs import METHODS as ALL_METHODS
+    from agents.runs import TASKS_BY_KEY
 
     return [RunSpec(TASKS_BY_KEY[t], ALL_METHODS[m], 0, n=args.n, iterations=args.iterations,
                     directory=str(out / t / m)) for t in args.tasks for m in args.methods]

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from agents.benchmark import METHODS, PAPER_LISTS, PAPER_PUBLISHED, TASKS, default_paper_lists
+    from agents.benchmark import PAPER_LISTS, PAPER_PUBLISHED, default_paper_lists
+    from agents.runs import METHODS, TASKS
     from agents.generation import read_materials_csv
     from oxide_env.files import atomic_write_text
     from oxide_env.tasks import make_task

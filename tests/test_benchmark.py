@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import oxide_env
-from agents import benchmark
-from agents.benchmark import METHODS, TASKS_BY_KEY, goal_status, hypervolume, pareto_front, run_table1
+from agents import benchmark, runs
+from agents.benchmark import goal_status, hypervolume, pareto_front, run_table1
+from agents.runs import METHODS, TASKS_BY_KEY
 
 
 def test_pareto_front_and_hypervolume_by_hand():
@@ -80,8 +81,8 @@ def test_smoke_table1_tiny_budget_and_resume(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was redone")
 
-    monkeypatch.setattr(benchmark, "_train_dqn", fail)
-    monkeypatch.setattr(benchmark, "_train_maskable_ppo", fail)
+    monkeypatch.setattr(runs, "_train_dqn", fail)
+    monkeypatch.setattr(runs, "_train_maskable_ppo", fail)
     assert run_table1(**kwargs).split("## Wall time")[0] == text.split("## Wall time")[0]
 
 

@@ -25,7 +25,8 @@ import pytest
 ray = pytest.importorskip("ray", reason='Ray is not installed: pip install -e ".[ray]" to test the Ray backend')
 
 from agents.backends import ERROR_FILE, RayBackend, RunsFailed, RunSpec, execute_runs  # noqa: E402
-from agents.benchmark import METHODS, TASKS_BY_KEY, Method, run_table1  # noqa: E402
+from agents.benchmark import run_table1  # noqa: E402
+from agents.runs import METHODS, TASKS_BY_KEY, Method  # noqa: E402
 
 TABLE = dict(seeds=[0], n=20, iterations=1, tasks=["bulk_modulus", "formation_energy"],
              methods=["constrained_dqn", "maskable_ppo", "random"], paper_lists=None, progress=False)

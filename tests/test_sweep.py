@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agents import benchmark
+from agents import runs as run_module
 from agents.backends import ERROR_FILE, RunsFailed, RunSpec, SerialBackend, execute_runs, make_backend
-from agents.benchmark import METHODS, TASKS_BY_KEY, Method, run_settings
+from agents.runs import METHODS, TASKS_BY_KEY, Method, run_settings
 from agents.sweep import SWEEP_SETTINGS, SweepConfig, derived_method, load_config, plan, run_sweep
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sweep.toml"
@@ -84,8 +84,8 @@ def test_tiny_sweep_report_resume_and_changed_settings(tmp_path, monkeypatch):
 
     # top_n_pct = 20 -> 30: the 10 run is reused as it is, the 30 run is trained (not served the 20 result)
     trained = []
-    real = benchmark._train_dqn
-    monkeypatch.setattr(benchmark, "_train_dqn", lambda task, method, *a, **k: trained.append(method.top_n_pct)
+    real = run_module._train_dqn
+    monkeypatch.setattr(run_module, "_train_dqn", lambda task, method, *a, **k: trained.append(method.top_n_pct)
                         or real(task, method, *a, **k))
     run_sweep(SweepConfig.from_dict(dict(data, grid={"top_n_pct": [10, 30]})), tmp_path, progress=False)
     assert trained == [30.0]
