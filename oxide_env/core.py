@@ -47,7 +47,7 @@ from oxide_env.chemistry.episode import (
     apply_actions,
     hard_rule_masks,
 )
-from oxide_env.chemistry.features import feature_bounds, featurize
+from oxide_env.chemistry.features import feature_bounds, featurize_counts
 from oxide_env.normalization import normalize_features
 from oxide_env.tasks import MAX_REWARD, RewardBatch
 
@@ -76,15 +76,22 @@ def observations(counts: np.ndarray, steps: np.ndarray | int, normalize: bool = 
         ((2, 150), 0.0)
     """
     counts = np.asarray(counts)
+    if counts.ndim != 2 or counts.shape[1] != N_ELEMENTS or counts.dtype.kind not in "iu":
+        raise ValueError(f"Invalid counts: expected an integer array (n, {N_ELEMENTS}), got {counts.dtype} "
+                         f"{counts.shape} (see oxide_env.chemistry.composition.formulas_to_counts).")
     n = counts.shape[0]
     obs = np.zeros((n, OBS_DIM), dtype=np.float32)
     if n:
-        obs[:, :N_FEATURES] = featurize(counts)  # empty rows give zeros; ~2 us per row, no memo needed
+        obs[:, :N_FEATURES] = featurize_counts(counts)  # empty rows give zeros; ~2 us per row, no memo needed
     if normalize:
         obs[:, :N_FEATURES] = normalize_features(obs[:, :N_FEATURES])
-    steps = np.broadcast_to(np.asarray(steps, dtype=np.int64), (n,))
-    running = np.flatnonzero(steps < N_STEPS)
-    obs[running, N_FEATURES + steps[running]] = 1.0
+    steps = np.asarray(steps, dtype=np.int64)
+    if steps.ndim == 0:
+        if steps < N_STEPS:
+            obs[:, N_FEATURES + int(steps)] = 1.0
+    else:
+        running = steps < N_STEPS
+        obs[running, N_FEATURES + steps[running]] = 1.0
     return obs
 
 

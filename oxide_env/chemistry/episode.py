@@ -167,9 +167,9 @@ def hard_rule_masks(counts: np.ndarray, steps: np.ndarray | int) -> np.ndarray:
     """
     counts = np.asarray(counts)
     has_other = (counts.sum(axis=1) - counts[:, OXYGEN_INDEX]) > 0
-    steps = np.broadcast_to(np.asarray(steps, dtype=np.int64), has_other.shape)
+    steps = np.asarray(steps, dtype=np.int64)
     if steps.size and (steps.min() < 0 or steps.max() > N_STEPS):
-        bad = steps[(steps < 0) | (steps > N_STEPS)][0]
+        bad = np.atleast_1d(steps)[np.atleast_1d((steps < 0) | (steps > N_STEPS))][0]
         raise ValueError(f"Invalid step={int(bad)}: expected 0..{N_STEPS}.")
     return _mask_table()[has_other.astype(np.intp), steps]
 
