@@ -230,7 +230,8 @@ class RewardBatch:
     Attributes:
         rewards: ``(n,)`` float64, constraints and shaping applied.
         properties: ``name -> (n,)`` predicted (ensemble-mean) values of every predictor.
-        property_std: ``name -> (n,)`` ensemble std (0 for plain callables).
+        property_std: ``name -> (n,)`` uncertainty: the predictor's calibrated σ
+            (``std_from_members``), else the ensemble std (0 for plain callables).
         charge_neutral, electronegativity_balanced: ``(n,)`` bool, SMACT 2014 rule on the reduced formula.
         flags: ``flag -> (n,)`` bool per design constraint and ``constraints_satisfied`` (empty without
             constraints).
@@ -281,7 +282,7 @@ class RewardModel:
         invalid_penalty: subtracted when the final composition is not charge neutral (and again
             when not electronegativity balanced). 0 = the paper's setting.
         uncertainty_penalty: subtract ``uncertainty_penalty * sum(|w| * std)`` over the task's
-            terms (ensemble std), discouraging exploitation of predictor errors. 0 = paper.
+            terms (``property_std``), discouraging exploitation of predictor errors. 0 = paper.
         cache_size: maximum number of memoised compositions.
         constraints: terminal :class:`DesignConstraints` (or the dict of :func:`make_constraints`). A
             design that breaks one gets :meth:`worst_reward` instead of its task reward; each
@@ -408,7 +409,9 @@ class RewardModel:
                 if features is None:
                     features = featurize(counts)
                 members = model.members_from_features(features)
-                means[name], stds[name] = members.mean(axis=0), members.std(axis=0)
+                # the predictor's calibrated sigma where it has one (predictors' std_from_members)
+                std = model.std_from_members(members) if hasattr(model, "std_from_members") else members.std(axis=0)
+                means[name], stds[name] = members.mean(axis=0), std
             else:
                 means[name] = self._check_values(model(counts), len(counts), f"predictor {name!r}")
                 stds[name] = np.zeros(len(counts))

@@ -153,10 +153,29 @@ class Predictor:
                 h = h / (1.0 + np.exp(-h))  # SiLU
         return (h[..., 0] * y_std + y_mean).astype(np.float64)
 
+    @property
+    def std_calibration(self) -> dict[str, Any] | None:
+        """The uncertainty calibration of the metadata (``scale``, ``floor``, ``z95``), or ``None``.
+
+        Fitted on the validation split (:mod:`predictors.calibration`); ``None`` leaves
+        :meth:`predict_std` the raw ensemble std.
+        """
+        return (self.metadata or {}).get("std_calibration")
+
+    def std_from_members(self, members: np.ndarray) -> np.ndarray:
+        """Calibrated σ ``(n,)`` from member predictions ``(n_members, n)`` (see :meth:`predict_std`).
+
+        The one place the calibration is applied: :meth:`predict_std`, :meth:`predict_with_std`
+        and the environment's ``property_std`` (from :meth:`members_from_features`) all use it.
+        """
+        from predictors.calibration import calibrated_std
+
+        return calibrated_std(np.asarray(members).std(axis=0), self.std_calibration)
+
     def predict_with_std(self, compositions: str | Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation over the ensemble, each of shape ``(n,)``."""
+        """Ensemble mean and calibrated σ (as :meth:`predict_std`), each of shape ``(n,)``."""
         members = self.predict_members(compositions)
-        return members.mean(axis=0), members.std(axis=0)
+        return members.mean(axis=0), self.std_from_members(members)
 
     def predict(self, compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
         """Predicted property (ensemble mean) in :attr:`units`, shape ``(n,)``.
@@ -178,8 +197,17 @@ class Predictor:
         return self.predict_members(compositions).mean(axis=0)
 
     def predict_std(self, compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:
-        """Ensemble standard deviation in :attr:`units`: large values flag extrapolation."""
-        return self.predict_members(compositions).std(axis=0)
+        """Calibrated uncertainty σ in :attr:`units`, shape ``(n,)``: large values flag extrapolation.
+
+        ``σ = sqrt((scale * std)**2 + floor**2)`` of the ensemble std, with ``scale`` and
+        ``floor`` fitted on the validation split so that ±σ holds 68 % of the errors (65-70 %
+        on the test splits); the errors are heavy-tailed, so a 95 % interval is
+        ``± z95 * σ`` with ``z95 = predictor.std_calibration["z95"]`` (2.7-4.0), not ±2σ.
+        Without a calibration in the metadata (a freshly built :class:`Predictor`), the raw
+        ensemble std. The raw std: ``predict_members(compositions).std(axis=0)``.
+        See :mod:`predictors.calibration` and ``benchmarks/results/calibration.md``.
+        """
+        return self.std_from_members(self.predict_members(compositions))
 
     __call__ = predict
 

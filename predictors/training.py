@@ -10,6 +10,8 @@ Example (a few seconds):
     >>> predictor, report = train("bulk_modulus", TrainConfig(epochs=2, n_members=2, hidden=32))
     >>> sorted(report["test"])
     ['mae', 'r2', 'rmse']
+    >>> sorted(report["std_calibration"])  # fitted on the validation split
+    ['floor', 'method', 'n', 'quantile', 'scale', 'z95']
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from predictors.base import DESCRIPTIONS, UNITS, Predictor, check_name
+from predictors.calibration import fit_std_calibration
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,23 @@ def split_indices(n: int, *, seed: int, test_fraction: float = 0.1) -> tuple[np.
     perm = rng.permutation(n)
     n_test = int(round(test_fraction * n))
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def split_rows(n: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``(fit, validation, test)`` row indices :func:`train` uses for a table of ``n`` rows.
+
+    Test: :func:`split_indices` with ``config.seed``; validation: ``config.val_fraction`` of the
+    rest with ``config.seed + 1``; fit: the remainder. Rebuild a shipped model's splits with
+    ``split_rows(len(table), TrainConfig(**predictor.metadata["config"]))``.
+
+    Example:
+        >>> fit, val, test = split_rows(100, TrainConfig())
+        >>> len(fit), len(val), len(test)
+        (81, 9, 10)
+    """
+    train_idx, test_idx = split_indices(n, seed=config.seed, test_fraction=config.test_fraction)
+    fit_idx, val_idx = split_indices(len(train_idx), seed=config.seed + 1, test_fraction=config.val_fraction)
+    return train_idx[fit_idx], train_idx[val_idx], test_idx
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -96,9 +116,7 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
     formulas = table["formula"].tolist()
     x_all = featurize(formulas).astype(np.float32)
     y_all = table["target"].to_numpy(np.float64)
-    train_idx, test_idx = split_indices(len(y_all), seed=cfg.seed, test_fraction=cfg.test_fraction)
-    fit_idx, val_idx = split_indices(len(train_idx), seed=cfg.seed + 1, test_fraction=cfg.val_fraction)
-    fit_idx, val_idx = train_idx[fit_idx], train_idx[val_idx]
+    fit_idx, val_idx, test_idx = split_rows(len(y_all), cfg)
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -155,14 +173,18 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
 
     with torch.inference_mode():
         members = net(torch.from_numpy(x_all[test_idx])).numpy().astype(np.float64)
+        val_members = net(x_val).numpy().astype(np.float64)
     y_test = y_all[test_idx]
     test = regression_metrics(y_test, members.mean(0))
+    std_calibration = None
+    if len(val_idx) >= 20:  # sigma = sqrt((scale * std)**2 + floor**2), fitted on validation
+        std_calibration = fit_std_calibration(val_members.std(0), val_members.mean(0) - y_val)
     report = {
         "name": name,
         "units": UNITS[name],
         "description": DESCRIPTIONS[name],
         "n_total": int(len(y_all)),
-        "n_train": int(len(train_idx)),
+        "n_train": int(len(fit_idx) + len(val_idx)),
         "n_test": int(len(test_idx)),
         "test": test,
         "target_min": float(y_all.min()),
@@ -175,7 +197,10 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
         "test_true": y_test.tolist(),
         "test_pred": members.mean(0).tolist(),
         "test_std": members.std(0).tolist(),
+        "std_calibration": std_calibration,
     }
     meta = {k: v for k, v in report.items() if not k.startswith("test_")}
+    if std_calibration is None:
+        del meta["std_calibration"]
     predictor = Predictor(name=name, units=UNITS[name], net=net, metadata=meta)
     return predictor, report
