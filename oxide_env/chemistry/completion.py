@@ -39,20 +39,27 @@ algorithm below takes the rule as data.
   an anion if more than its cations (strictly: equal electronegativities fail). Charge
   neutrality has one pattern with all states.
 * **Totals as bitsets.** Per pattern, the totals the present elements can reach are a
-  bitset (a Python int, shift-or sumsets), also with oxygen's window of counts added, and
-  with each present element left out (for actions that raise that element: it keeps its
-  one state). All rows of the batch are stacked into one bool array and every action of
-  every state is read from it with a few numpy gathers and one matrix product (the states
-  of each element on each side).
+  bitset over charges (64-bit words, shift-or sumsets), also with oxygen's window of counts
+  added, and with each present element left out (for actions that raise that element: it
+  keeps its one state). Each element's states are a bitmask over the table's distinct
+  states, so a new element's action is one AND against the states whose charge is a total.
+  One compiled pass (numba) per state does all of it; a batch is a loop over its states.
 * **Step 4** (the final oxygen): oxygen ``c_O + m`` must balance the present totals.
   **Step 3** (one action, then oxygen 1..9): new element ``(e, m)`` iff ``-m s_e`` is a
   total of the present elements plus oxygen for an allowed ``s_e``; a present element
   with ``c_e + m`` atoms and its state against the others; oxygen or a count-0 action
   against oxygen totals ``c_O + m + 1..9``.
-* **Step 2** (two actions, then oxygen). The same computation with oxygen window 1..18
-  decides most actions (completions whose next action is oxygen or count 0). Every action
-  it leaves undecided is decided by its definition: the state after it is a step-3 state,
-  completable iff its step-3 mask has an allowed action (computed the same batched way).
+* **Step 2** (two actions, then oxygen 1..9), exactly, by what the next action is. A new
+  element ``(e, m)``: ``-m s_e`` against the present totals plus oxygen 1..18 (next:
+  oxygen or count 0) or with a present element raised by 1..9 (then oxygen 1..9);
+  ``-(m + d) s_e`` against Y9 (present plus oxygen 1..9; next raises ``e``); or
+  ``-m s_e - d s_f`` against Y9 for a second new element ``f``: ``s_f`` is available iff
+  one of the best two carriers of that state outside the present elements is not ``e``
+  and lies on the right side of the pattern's bounds widened by ``e``. A present element
+  raised by ``m``: ``c + m`` atoms in its state against the same sets without it (a new
+  element ``f`` then fits the pattern's own bounds). Oxygen ``m`` or count 0: the step-3
+  cases of the state after it (oxygen ``c_O + m + 1..18`` against the present totals; a
+  raised or a new element, then oxygen ``c_O + m + 1..9``).
 * **Steps 0 and 1.** Every state reachable in two actions (257,401 of them) can still be
   completed, for each constraint: checked by computation, with a completion for each
   found by these masks and verified by the validity functions (the slow test
@@ -69,7 +76,7 @@ so a (not legally reachable) oxygen-only state at step 4 gets all of O1-O9 (none
 the oxide rule, which needs another element).
 
 Results are memoised per exact state (counts, step, constraint); the first call for a
-constraint builds its tables.
+constraint builds its tables (and the first in an install compiles the kernel, cached on disk).
 
 Example:
     >>> import numpy as np
@@ -96,12 +103,16 @@ from typing import Literal
 
 import numpy as np
 
+try:  # numba is a dependency; the kernel is compiled once and cached on disk
+    from numba import njit
+except ImportError:  # pragma: no cover
+    def njit(*args, **kwargs):
+        return (lambda f: f) if not (len(args) == 1 and callable(args[0])) else args[0]
+
 from oxide_env.chemistry import validity
 from oxide_env.chemistry.composition import validate_counts
 from oxide_env.chemistry.elements import ELEMENTS, MAX_COUNT, N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.episode import (
-    ACTION_COUNT,
-    ACTION_ELEMENT,
     N_ACTIONS,
     N_COUNTS,
     N_FREE_STEPS,
@@ -132,23 +143,17 @@ _PROOF_FINGERPRINTS = {
 electronegativities, counts) for which the slow test ``test_every_step2_state_is_completable``
 checked that every state after two actions is completable."""
 _CACHE_SIZE = 1 << 16
-_CHUNK = 1024
-"""States per batch of the bitset stage (bounds the memory of the stacked bool arrays)."""
-
-_ACTION_ELEMENT = ACTION_ELEMENT
-_ACTION_COUNT = ACTION_COUNT
-_M = np.arange(1, N_COUNTS)  # counts 1..9
-_ADDS = np.zeros((N_ACTIONS, N_ELEMENTS), dtype=np.int64)
-_ADDS[np.arange(N_ACTIONS), _ACTION_ELEMENT] = _ACTION_COUNT
-_MAX_ITEMS = _FREE_STEPS - 1
-"""Non-oxygen elements present at steps 2-4 that still matter: at most 3 (at step 4 up to 4)."""
-
 
 # ------------------------------------------------------------------------------ hard rules
 _check_step = check_step
 
 
 def _check_counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    if (
+        isinstance(counts, np.ndarray) and counts.dtype == np.int64 and counts.shape == (N_ELEMENTS,)
+        and counts.min() >= 0
+    ):  # fmt: skip
+        return counts  # what validate_counts would return (the reachability check follows)
     arr = validate_counts(counts)
     if arr.shape != (N_ELEMENTS,):
         raise ValueError(f"Invalid counts with shape {arr.shape}: expected ({N_ELEMENTS},).")
@@ -156,10 +161,9 @@ def _check_counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- the rules
+# An element's side in a sign pattern (the first axis of _Rule.side_states): 0 all its states
+# (charge neutrality), 1 its cation states (> 0), 2 its anion states (< 0).
 _N_CARRIERS = 5
-_SIDE_ALL, _SIDE_CATION, _SIDE_ANION = 0, 1, 2
-"""An element's side in a sign pattern: all its states (charge neutrality), cation states
-(> 0) or anion states (< 0)."""
 
 
 class _Rule:
@@ -169,7 +173,7 @@ class _Rule:
     ``en``, every cation is strictly less electronegative than every anion (an element
     without electronegativity then has no usable state, as SMACT's test fails on it).
     ``single_element_valid``: whether a one-element composition passes (SMACT's fast path;
-    not the oxide rule). Built once per constraint; holds the tables and caches.
+    not the oxide rule). Built once per constraint; holds the kernel's tables.
     """
 
     def __init__(
@@ -194,6 +198,8 @@ class _Rule:
         self.states: tuple[tuple[int, ...], ...] = tuple(table)
         self.x = np.array([np.nan if v is None else float(v) for v in x_table])
         sv = sorted({s for st in table for s in st})
+        if len(sv) > 62:
+            raise RuntimeError(f"{len(sv)} distinct oxidation states in {name!r}: at most 62 fit the state bitmasks.")
         self.sv = np.array(sv, dtype=np.int64)
         j_of = {s: j for j, s in enumerate(sv)}
         side_states = (
@@ -201,40 +207,20 @@ class _Rule:
             [tuple(s for s in st if s > 0) for st in table],
             [tuple(s for s in st if s < 0) for st in table],
         )
-        self.has = np.zeros((3, N_ELEMENTS, len(sv)), dtype=bool)  # [side, element, state]
+        width = max(1, max(len(st) for st in table))
+        # [side, element, :n] the element's states on a side, and as a bitmask over sv
+        self.side_states = np.zeros((3, N_ELEMENTS, width), dtype=np.int64)
+        self.n_side_states = np.zeros((3, N_ELEMENTS), dtype=np.int64)
+        self.state_bits = np.zeros((3, N_ELEMENTS), dtype=np.int64)
         for side, sts in enumerate(side_states):
             for i, st in enumerate(sts):
-                self.has[side, i, [j_of[s] for s in st]] = True
-        self.has_any = self.has.any(axis=2)  # (3, 80)
-        # one matrix for the new-element product: charge neutrality uses all states, the
-        # Pauling rules cation and anion states side by side
-        sides = (_SIDE_CATION, _SIDE_ANION) if en else (_SIDE_ALL,)
-        self.sides = sides
-        # per side and state: the elements with that state, as 80 bits (10 bytes)
-        self.element_bits = [np.packbits(self.has[s].T, axis=1, bitorder="little") for s in sides]
-        self.o_states = np.array(table[OXYGEN_INDEX], dtype=np.int64)
-        self.o_side = np.array(
-            [[True] * len(self.o_states), list(self.o_states > 0), list(self.o_states < 0)],
-            dtype=bool,
-        ).reshape(3, len(self.o_states))
-        self.o_side_states = tuple(sts[OXYGEN_INDEX] for sts in side_states)
+                self.side_states[side, i, : len(st)] = st
+                self.n_side_states[side, i] = len(st)
+                self.state_bits[side, i] = sum(1 << j_of[s] for s in st)
         smax = int(np.abs(self.sv).max()) if len(sv) else 1
-        # Totals are read back as bool arrays over charges -big..big: every value read is
-        # at most 54 atoms (4 free additions + oxygen) times the largest |state|.
+        # Every total in a bitset is that of at most 54 atoms (4 free additions + oxygen):
+        # charges -big..big.
         self.big = smax * MAX_COUNT * (_FREE_STEPS + 2)
-        self.nbytes = (2 * self.big + 1 + 7) // 8
-        self.lmask = (1 << (8 * self.nbytes)) - 1
-        self.max_count = MAX_COUNT * N_STEPS
-        # {c * s : s in the element's states on a side} as (lo, shifts) for sumsets and as a
-        # bitset, flat index (side * 80 + element) * (max_count + 1) + c
-        self.values = []
-        for sts in side_states:
-            for i in range(N_ELEMENTS):
-                for c in range(self.max_count + 1):
-                    vals = sorted({c * s for s in sts[i]})
-                    self.values.append((vals[0], tuple(v - vals[0] for v in vals)) if vals else (0, ()))
-        self.values_bits = [(_bits(sh), lo) if sh else _EMPTY for lo, sh in self.values]
-        self.windows: dict = {}
         # Carriers of each state (never oxygen: present in every final composition), best
         # first -- lowest EN for cation states, highest for anion states -- the first
         # _N_CARRIERS of them (enough to find the best two outside <= 3 present elements).
@@ -245,7 +231,6 @@ class _Rule:
                 elems.sort(key=lambda i: self.x[i] if s > 0 else -self.x[i])
             carriers[j, : min(len(elems), _N_CARRIERS)] = elems[:_N_CARRIERS]
         self.carriers = carriers
-        self.abs_sv = sorted({abs(s) for s in sv})
         self.fingerprint = hashlib.sha256(
             repr(
                 (ELEMENTS, OXYGEN_INDEX, MAX_COUNT, N_STEPS, name, self.states,
@@ -253,16 +238,15 @@ class _Rule:
             ).encode()
         ).hexdigest()  # fmt: skip
 
-    def window(self, c_o: int, side: int, w: int) -> tuple[int, int]:
-        """{(c_o + k) * s : k in 1..w, s in oxygen's states on ``side``} as a bitset."""
-        key = (c_o, side, w)
-        out = self.windows.get(key)
-        if out is None:
-            out = self.windows[key] = _values(
-                (c_o + k) * s for s in self.o_side_states[side] for k in range(1, w + 1)
-            )
-        return out
-
+    def masks(self, arr: np.ndarray, step: int) -> np.ndarray:
+        """Exact masks ``bool (n, 800)`` of checked states at step 2, 3 or 4 (no cache)."""
+        out = np.zeros((len(arr), N_ELEMENTS, N_COUNTS), dtype=np.bool_)
+        _masks_kernel(
+            np.ascontiguousarray(arr, dtype=np.int64), step, self.big, self.sv, self.side_states,
+            self.n_side_states, self.state_bits, self.x, self.carriers, self.en,
+            self.single_element_valid, out,
+        )  # fmt: skip
+        return out.reshape(len(arr), N_ACTIONS)
 
     def check_proof(self) -> None:
         """Raise unless steps 0-1 (all actions allowed) were checked for these tables."""
@@ -293,368 +277,442 @@ def _rule(constraint: str) -> _Rule:
     return _make_rule(_check_constraint(constraint))
 
 
-# --------------------------------------------------------------------------- bitset sets
-# A set of integers is (bits, lo): value v is in it iff bit v - lo of bits is set.
-_EMPTY = (0, 0)
-_ZERO = (1, 0)  # {0}: the totals of no element
+# ------------------------------------------------------------------ bitsets (compiled)
+# A set of charges is a bitset of 64-bit words: charge v is bit v + big (see _Rule.big).
+# Every set holds totals of real partial compositions, so no shift ever drops a member.
+_O = OXYGEN_INDEX
+_NEG_INF = -np.inf
+_POS_INF = np.inf
 
 
-def _values(values) -> tuple[int, int]:
-    values = list(values)
-    if not values:
-        return _EMPTY
-    lo = min(values)
-    bits = 0
-    for v in values:
-        bits |= 1 << (v - lo)
-    return bits, lo
-
-
-def _bits(shifts) -> int:
-    out = 0
-    for d in shifts:
-        out |= 1 << d
-    return out
-
-
-def _plus(x: tuple[int, int], a: tuple[int, tuple[int, ...]]) -> tuple[int, int]:
-    """{u + v : u in x, v in a} for a bitset ``x`` and a small set ``a = (lo, shifts)``."""
-    bits, lo = x
-    if not bits or not a[1]:
-        return _EMPTY
-    out = 0
-    for d in a[1]:
-        out |= bits << d
-    return out, lo + a[0]
-
-
-def _stack(rule: _Rule, sets: list[tuple[int, int]], n_rows: int) -> np.ndarray:
-    """Packed bits (n_rows, G, nbytes) uint8, G = len(sets) // n_rows: bit v + big of
-    [r, g] (little-endian) is set iff v is in sets[r * G + g]; read with :func:`_read`."""
-    big, nbytes = rule.big, rule.nbytes
-    chunks = []
-    for bits, lo in sets:
-        # every value lies in -big..big (see _Rule.big), so the shift is never negative
-        chunks.append((bits << (lo + big)).to_bytes(nbytes, "little"))
-    raw = np.frombuffer(b"".join(chunks), dtype=np.uint8)
-    return raw.reshape(n_rows, len(sets) // max(n_rows, 1), nbytes)
-
-
-def _read(group: np.ndarray, rows, pos: np.ndarray) -> np.ndarray:
-    """Bits ``pos`` of packed rows: ``group[rows]`` bit ``pos`` as bool (shapes broadcast)."""
-    return ((group[rows, pos >> 3] >> (pos & 7).astype(np.uint8)) & 1).astype(bool)
-
-
-# ------------------------------------------------------------------- the masks, batched
-def _items(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Present non-oxygen elements, left-packed: element (n, K) (-1 = none), count (n, K), c_o (n,)."""
-    non_o = arr.copy()
-    non_o[:, OXYGEN_INDEX] = 0
-    nz = non_o > 0
-    k = int(nz.sum(axis=1).max()) if len(arr) else 0
-    order = np.argsort(~nz, axis=1, kind="stable")[:, :k]
-    present = np.take_along_axis(nz, order, axis=1)
-    elem = np.where(present, order, -1)
-    cnt = np.where(present, np.take_along_axis(non_o, order, axis=1), 0)
-    return elem, cnt, arr[:, OXYGEN_INDEX].copy()
-
-
-def _patterns(rule: _Rule, elem: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The sign patterns (rows) of each state's present elements plus oxygen.
-
-    Returns ``row_state`` (R,), ``sides`` (R, K + 1) (items then oxygen; :data:`_SIDE_ALL`
-    for charge neutrality), ``cmax`` and ``amin`` (R,): the largest cation / smallest anion
-    electronegativity of the pattern (-inf / +inf when there is none). Rows are ordered by
-    state. A state with no row cannot be completed.
-    """
-    n, k = elem.shape
-    slots = np.concatenate([elem, np.full((n, 1), OXYGEN_INDEX)], axis=1)  # (n, K + 1)
-    present = slots >= 0
-    e = np.where(present, slots, 0)
-    if not rule.en:
-        ok = (rule.has_any[_SIDE_ALL][e] | ~present).all(axis=1)
-        rows = np.flatnonzero(ok)
-        inf = np.full(len(rows), np.inf)
-        return rows, np.zeros((len(rows), k + 1), dtype=np.int64), -inf, inf
-    x = np.where(present, rule.x[e], np.nan)
-    # candidate t = -1: no cation; t = slot: cations are the elements with EN <= x[t]
-    thr = np.concatenate([np.full((n, 1), -np.inf), x], axis=1)  # (n, K + 2)
-    with np.errstate(invalid="ignore"):
-        cat = x[:, None, :] <= thr[:, :, None]  # (n, K + 2, K + 1)
-        earlier = np.tril(np.ones((k + 1, k + 1), dtype=bool), -1)  # [t, i]: i < t
-        dup = ((x[:, None, :] == x[:, :, None]) & earlier[None] & present[:, None, :]).any(axis=2)
-    candidate = np.concatenate([np.ones((n, 1), dtype=bool), present & ~np.isnan(x) & ~dup], axis=1)
-    side_ok = np.where(cat, rule.has_any[_SIDE_CATION][e][:, None, :], rule.has_any[_SIDE_ANION][e][:, None, :])
-    valid = candidate & (side_ok | ~present[:, None, :]).all(axis=2)
-    row_state, t = np.nonzero(valid)
-    sides = np.where(cat[row_state, t], _SIDE_CATION, _SIDE_ANION)
-    cmax = thr[row_state, t]
-    anion_x = np.where(~cat[row_state, t] & present[row_state], x[row_state], np.inf)
-    amin = anion_x.min(axis=1)
-    return row_state, sides, cmax, amin
-
-
-def _per_state(x: np.ndarray, row_state: np.ndarray, n: int) -> np.ndarray:
-    """OR of the rows of each state (rows ordered by state); False for a state with none."""
-    out = np.zeros((n, *x.shape[1:]), dtype=x.dtype)
-    if len(row_state):
-        starts = np.flatnonzero(np.r_[True, row_state[1:] != row_state[:-1]])
-        if len(starts) == len(row_state):  # one row per state (e.g. charge neutrality)
-            out[row_state] = x
+@njit(cache=True)
+def _shift_or(dst, src, sh):  # pragma: no cover - compiled
+    """``dst |= {v + sh : v in src}`` (``sh`` may be negative)."""
+    nw = dst.shape[0]
+    if sh >= 0:
+        q = sh >> 6
+        r = np.uint64(sh & 63)
+        if r == 0:
+            for i in range(nw - 1, q - 1, -1):
+                dst[i] |= src[i - q]
         else:
-            op = np.logical_or if x.dtype == bool else np.bitwise_or
-            out[row_state[starts]] = op.reduceat(x, starts, axis=0)
-    return out
-
-
-def _row_sets(rule: _Rule, vidx: list, o_side: list, c_o: list, w: int, w2: int) -> list:
-    """Per row: [T, Y, Y without item 0, without item 1, ..., (Y2)] (only [T] when ``w == 0``).
-
-    T: totals of the present (non-oxygen) elements; Y: T plus oxygen's totals over
-    ``c_o + 1 .. c_o + w`` atoms; Y2 the same over ``w2`` atoms (when ``w2``). Oxygen's
-    window is the starting bitset and the elements' small sets are added to it, so every
-    sumset costs one shift-or per state of an element.
-    """
-    values, values_bits, window = rule.values, rule.values_bits, rule.window
-    k = len(vidx[0]) if vidx else 0
-    out: list = []
-    for idx, side, co in zip(vidx, o_side, c_o):
-        a = [values[i] for i in idx if i >= 0]
-        m = len(a)
-        t = values_bits[idx[0]] if m else _ZERO
-        for x in a[1:]:
-            t = _plus(t, x)
-        out.append(t)
-        if not w:
-            continue
-        wb = window(co, side, w)
-        if m == 0:
-            y, rest = wb, []
-        elif m == 1:
-            y, rest = _plus(wb, a[0]), [wb]
-        elif m == 2:
-            r0 = _plus(wb, a[1])
-            y, rest = _plus(r0, a[0]), [r0, _plus(wb, a[0])]
-        else:
-            b2 = _plus(wb, a[2])
-            r0 = _plus(b2, a[1])
-            rest = [r0, _plus(b2, a[0]), _plus(_plus(wb, a[1]), a[0])]
-            y = _plus(r0, a[0])
-        out.append(y)
-        out.extend(rest)
-        out.extend([_EMPTY] * (k - m))
-        if w2:
-            y2 = window(co, side, w2)
-            for x in a:
-                y2 = _plus(y2, x)
-            out.append(y2)
-    return out
-
-
-def _masks_core(rule: _Rule, arr: np.ndarray, w: int) -> np.ndarray:
-    """Masks (n, 80, 10) of a batch of states, hard rules not applied.
-
-    ``w`` = 0: the final oxygen (step 4). ``w`` = 9: one action, then oxygen 1..9 (step 3,
-    exact). ``w`` = 18 (step 2): every completion of a new element's action, and for the
-    other actions the completions whose next action is oxygen or count 0 (the caller
-    decides the rest).
-    """
-    n = len(arr)
-    out = np.zeros((n, N_ELEMENTS, N_COUNTS), dtype=bool)
-    elem, cnt, c_o = _items(arr)
-    k = elem.shape[1]
-    row_state, sides, cmax, amin = _patterns(rule, elem)
-    r_elem, r_cnt = elem[row_state], cnt[row_state]
-    r_co = c_o[row_state]
-    o_side = sides[:, k]
-    item_sides = sides[:, :k]
-    vidx = np.where(
-        r_elem >= 0, (item_sides * N_ELEMENTS + r_elem) * (rule.max_count + 1) + r_cnt, -1
-    )
-    n_rows = len(row_state)
-    w2 = MAX_COUNT if w == 2 * MAX_COUNT else 0
-    sets = _row_sets(rule, vidx.tolist(), o_side.tolist(), r_co.tolist(), w, w2)
-    if not n_rows:
-        return out
-    arr3 = _stack(rule, sets, n_rows)  # (R, G, L)
-    big = rule.big
-    r_index = np.arange(n_rows)[:, None, None]
-    has_items = elem[:, 0] >= 0 if k else np.zeros(n, dtype=bool)
-
-    if not w:  # step 4: oxygen c_o + m against the totals T
-        idx = big - (r_co[:, None, None] + _M[None, None, :]) * rule.o_states[None, :, None]
-        hit = (_read(arr3[:, 0], r_index, idx) & rule.o_side[o_side][:, :, None]).any(axis=1)  # (R, 9)
-        out[:, OXYGEN_INDEX, 1:] = _per_state(hit, row_state, n)
-        if rule.single_element_valid:
-            out[~has_items, OXYGEN_INDEX, 1:] = True  # oxygen alone (not legally reachable)
-        else:
-            out[~has_items, OXYGEN_INDEX, 1:] = False
-        return out
-
-    sv = rule.sv
-    # ---- new elements (e, m): -m s_e in Y for a state s_e on a side the pattern allows
-    all_rows = np.arange(n_rows)[:, None, None]
-    z = _read(arr3[:, 1], all_rows, big - _M[:, None] * sv[None, :])  # (R, 9, J)
-    if w2:
-        # the next action raises e by d = 1..9: -(m + d) s_e in Y9 (oxygen 1..9)
-        y9 = arr3[:, 2 + k]
-        zc = np.cumsum(_read(y9, all_rows, big - np.arange(1, 2 * N_COUNTS - 1)[:, None] * sv[None, :]), axis=1)
-        z |= zc[:, MAX_COUNT:] - zc[:, :MAX_COUNT] > 0  # counts m + 1 .. m + 9
-    new = np.ones((n, N_ELEMENTS), dtype=bool)
-    new[:, OXYGEN_INDEX] = False
-    rows_present = np.arange(n)[:, None]
-    new[rows_present, np.where(elem >= 0, elem, OXYGEN_INDEX)] = False
-    new_r = new[row_state]
-    if rule.en:
-        with np.errstate(invalid="ignore"):
-            ok = np.stack([new_r & (rule.x[None, :] < amin[:, None]),
-                           new_r & (rule.x[None, :] > cmax[:, None])], axis=1)  # (R, 2, 80)
+            lft = np.uint64(64) - r
+            for i in range(nw - 1, q, -1):
+                dst[i] |= (src[i - q] << r) | (src[i - q - 1] >> lft)
+            if q < nw:
+                dst[q] |= src[0] << r
     else:
-        ok = new_r[:, None, :]
-    # elements as 80-bit masks (10 bytes): OR over states j of (elements with state j)
-    ok_bits = np.packbits(ok, axis=2, bitorder="little")  # (R, S, 10)
-    z8 = z.view(np.uint8)[:, :, :, None]
-    hit = np.zeros((n_rows, MAX_COUNT, ok_bits.shape[2]), dtype=np.uint8)
-    for si in range(len(rule.sides)):
-        acc = np.bitwise_or.reduce(z8 * rule.element_bits[si][None, None], axis=2)  # (R, 9, 10)
-        hit |= acc & ok_bits[:, si, None, :]
-    hit = np.unpackbits(_per_state(hit, row_state, n), axis=2, bitorder="little")[:, :, :N_ELEMENTS]
-    new_hit = hit.view(bool).transpose(0, 2, 1)  # (n, 80, 9)
-    if w2:
-        _second_new_element(rule, new_hit, new, elem, row_state, ok, cmax, amin, y9)
-    out[:, :, 1:] = new_hit
+        sh = -sh
+        q = sh >> 6
+        r = np.uint64(sh & 63)
+        if r == 0:
+            for i in range(nw - q):
+                dst[i] |= src[i + q]
+        else:
+            lft = np.uint64(64) - r
+            for i in range(nw - q - 1):
+                dst[i] |= (src[i + q] >> r) | (src[i + q + 1] << lft)
+            if q < nw:
+                dst[nw - q - 1] |= src[nw - 1] >> r
 
-    # ---- present elements: c_e + m atoms in the pattern's state, against Y without it
+
+@njit(cache=True)
+def _has(bs, v, big):  # pragma: no cover - compiled
+    """Whether charge ``v`` is in ``bs``."""
+    p = v + big
+    if p < 0 or p > 2 * big:
+        return False
+    return ((bs[p >> 6] >> np.uint64(p & 63)) & np.uint64(1)) != 0
+
+
+@njit(cache=True)
+def _add(bs, v, big):  # pragma: no cover - compiled
+    p = v + big
+    bs[p >> 6] |= np.uint64(1) << np.uint64(p & 63)
+
+
+@njit(cache=True)
+def _fold(dst, src, tmp, vals, nvals, k, skip1, skip2):  # pragma: no cover - compiled
+    """``dst = src + C_0 + .. + C_{k-1}`` (sumsets), items ``skip1``/``skip2`` left out;
+    ``C_i = vals[i, :nvals[i]]``."""
+    dst[:] = src
     for i in range(k):
-        e_i = r_elem[:, i]
-        present_i = e_i >= 0
-        idx = big - (r_cnt[:, i, None, None] + _M[None, :, None]) * sv[None, None, :]  # (R, 9, J)
-        states_i = rule.has[item_sides[:, i], np.where(present_i, e_i, 0)]  # (R, J)
-        hit = (_read(arr3[:, 2 + i], r_index, idx) & states_i[:, None, :]).any(axis=2) & present_i[:, None]
-        hit = _per_state(hit, row_state, n)  # (n, 9)
-        has_i = elem[:, i] >= 0
-        out[np.flatnonzero(has_i), elem[has_i, i], 1:] |= hit[has_i]
-
-    # ---- oxygen (O, m) and count-0 actions: oxygen c_o + m + 1 .. c_o + m + w against T
-    t = np.arange(1, N_COUNTS + w)  # m + k
-    idx = big - (r_co[:, None, None] + t[None, None, :]) * rule.o_states[None, :, None]
-    prof = (_read(arr3[:, 0], r_index, idx) & rule.o_side[o_side][:, :, None]).any(axis=1)  # (R, 9 + w)
-    prof = _per_state(prof, row_state, n)
-    cum = np.concatenate([np.zeros((n, 1), dtype=np.int64), np.cumsum(prof, axis=1)], axis=1)
-    ok = (cum[:, w : w + N_COUNTS] - cum[:, :N_COUNTS]) > 0  # ok[m] = any prof[m .. m + w - 1]
-    ok &= has_items[:, None]  # with oxygen alone the next action must add another element
-    out[:, OXYGEN_INDEX, 1:] = ok[:, 1:]
-    out[:, :, 0] = ok[:, :1]
-    return out
-
-
-def _second_new_element(rule, new_hit, new, elem, row_state, ok, cmax, amin, y9) -> None:
-    """Step 2: decide the new-element actions ``(e, m)`` whose completion needs a second new
-    element ``f`` (``f`` not present, not oxygen, not ``e``), in place in ``new_hit``.
-
-    ``-m s_e - d s_f`` in Y9 (d = 1..9) is read from ``G_|s|`` = Y9 OR-ed over shifts
-    ``0 .. 8 |s|``; ``s_f`` is available iff one of the best two carriers of that state
-    outside the present elements is not ``e`` and lies on the right side of the pattern's
-    bounds, widened by ``e`` (a cation ``e`` raises the anions' lower bound, an anion
-    lowers the cations' upper one).
-    """
-    b, e, m = np.nonzero(new[:, :, None] & ~new_hit)
-    if not b.size:
-        return
-    n = len(new)
-    counts = np.bincount(row_state, minlength=n)
-    starts = np.cumsum(counts) - counts
-    n_r = counts[b]
-    ent = np.repeat(np.arange(len(b)), n_r)  # one entry per (action, row of its state)
-    r = starts[b][ent] + (np.arange(len(ent)) - np.repeat(np.cumsum(n_r) - n_r, n_r))
-    e_ent, m_ent = e[ent], m[ent]  # m: 0..8 for counts 1..9
-    sv = rule.sv
-    # G_k for the rows involved: OR of Y9 over shifts 0, k, .., 8k
-    rows = np.unique(r)
-    local = np.searchsorted(rows, r)
-    base = np.unpackbits(y9[rows], axis=1, bitorder="little").view(bool)
-    g = np.empty((len(rule.abs_sv), *base.shape), dtype=bool)
-    for gi, step in enumerate(rule.abs_sv):
-        acc = base.copy()
-        span = 1
-        while 2 * span <= MAX_COUNT - 1:
-            acc[:, span * step :] |= acc[:, : -span * step]
-            span *= 2
-        acc[:, (MAX_COUNT - 1) * step :] |= base[:, : -(MAX_COUNT - 1) * step]
-        g[gi] = acc
-    g_of = np.searchsorted(np.array(rule.abs_sv), np.abs(sv))  # (J,) index into g
-    # position of -m s_e - d s_f, d = 1..9: v - s_f (s_f > 0) or v - 9 s_f (s_f < 0)
-    far = np.where(sv > 0, 1, MAX_COUNT) * sv  # (J_f,)
-    idx = rule.big - (m_ent[:, None, None] + 1) * sv[None, None, :] - far[None, :, None]  # (E, Jf, Je)
-    vals = g[g_of[None, :, None], local[:, None, None], idx]  # (E, Jf, Je)
-    # best two carriers outside the present elements, per state of the batch
-    cand = rule.carriers  # (J, C)
-    excluded = (cand[None, :, :, None] == elem[:, None, None, :]).any(axis=3) | (cand[None] < 0)
-    order = np.argsort(excluded, axis=2, kind="stable")[:, :, :2]
-    first_two = np.where(np.take_along_axis(excluded, order, axis=2), -1,
-                         np.take_along_axis(np.broadcast_to(cand, excluded.shape), order, axis=2))
-    bs = b[ent]
-    f1, f2 = first_two[bs, :, 0], first_two[bs, :, 1]  # (E, J)
-    cation_state = sv[None, :] > 0
-    if rule.en:
-        none_x = np.where(cation_state, np.inf, -np.inf)
-        x1 = np.where(f1 >= 0, rule.x[np.maximum(f1, 0)], none_x)
-        x2 = np.where(f2 >= 0, rule.x[np.maximum(f2, 0)], none_x)
-        sides = (0, 1)
-    else:
-        x1 = np.where(f1 >= 0, 0.0, np.where(cation_state, np.inf, -np.inf))
-        x2 = np.where(f2 >= 0, 0.0, np.where(cation_state, np.inf, -np.inf))
-        sides = (0,)
-    not_e = f1 != e_ent[:, None]
-    xe = rule.x[e_ent][:, None]
-    hit = np.zeros(len(ent), dtype=bool)
-    for si in sides:
-        ok_e = ok[r, si, e_ent]
-        if not ok_e.any():
+        if i == skip1 or i == skip2:
             continue
-        cm, am = cmax[r][:, None], amin[r][:, None]
-        if rule.en and si == 0:
-            cm = np.maximum(cm, xe)  # e is a cation
-        elif rule.en:
-            am = np.minimum(am, xe)  # e is an anion
-        with np.errstate(invalid="ignore"):
-            avail = np.where(cation_state, ((x1 < am) & not_e) | (x2 < am),
-                             ((x1 > cm) & not_e) | (x2 > cm))  # (E, Jf)
-        side = rule.sides[si]
-        states_e = rule.has[side, e_ent]  # (E, Je)
-        hit |= ok_e & (vals & avail[:, :, None] & states_e[:, None, :]).any(axis=(1, 2))
-    np.logical_or.at(new_hit, (b[ent], e_ent, m_ent), hit)
+        tmp[:] = 0
+        for t in range(nvals[i]):
+            _shift_or(tmp, dst, vals[i, t])
+        dst[:] = tmp
 
 
-def _compute(rule: _Rule, arr: np.ndarray, step: int) -> np.ndarray:
-    """Exact masks (n, 800) of distinct, checked states at one step (no cache)."""
-    n = len(arr)
-    hard = hard_rule_masks(arr, step)
-    if step < _PROVEN_STEP:
-        rule.check_proof()
-        return hard
-    out = np.empty((n, N_ACTIONS), dtype=bool)
-    for lo in range(0, n, _CHUNK):
-        part = arr[lo : lo + _CHUNK]
-        if step == _FREE_STEPS:
-            out[lo : lo + _CHUNK] = _masks_core(rule, part, 0).reshape(len(part), -1)
-        else:
-            w = MAX_COUNT if step == _FREE_STEPS - 1 else 2 * MAX_COUNT
-            out[lo : lo + _CHUNK] = _masks_core(rule, part, w).reshape(len(part), -1)
-    out &= hard
-    if step == _FREE_STEPS - 2:
-        # Undecided actions: the state after them is a step-3 state, completable iff its
-        # step-3 mask allows some action.
-        undecided_state, undecided_action = np.nonzero(hard & ~out)
-        if len(undecided_state):
-            children = arr[undecided_state] + _ADDS[undecided_action]
-            child_masks = _compute(rule, children, step + 1)
-            out[undecided_state, undecided_action] = child_masks.any(axis=1)
+@njit(cache=True)
+def _window(dst, c_o, lo, hi, o_st, n_o, big):  # pragma: no cover - compiled
+    """``dst = {(c_o + t) s : t in lo..hi, s in o_st[:n_o]}`` (oxygen's totals)."""
+    dst[:] = 0
+    for t in range(lo, hi + 1):
+        for u in range(n_o):
+            _add(dst, (c_o + t) * o_st[u], big)
+
+
+@njit(cache=True)
+def _state_hits(bs, scale, sv, big):  # pragma: no cover - compiled
+    """Bitmask over the states j with ``-scale * sv[j]`` in ``bs``."""
+    out = 0
+    for j in range(sv.shape[0]):
+        if _has(bs, -scale * sv[j], big):
+            out |= 1 << j
     return out
+
+
+@njit(cache=True)
+def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x, carriers, en,
+                  single_valid, out):  # pragma: no cover - compiled
+    """Masks ``out (n, 80, 10)`` (OR-ed into) of the states ``arr (n, 80)`` at step 2, 3 or 4.
+
+    See the module docstring for what is decided how. Only actions the hard rules allow are
+    ever set (step 4: oxygen 1-9; step 3: oxygen and count 0 only with a non-oxygen element).
+    """
+    n, n_el = arr.shape
+    nj = sv.shape[0]
+    width = side_states.shape[2]
+    nw = (2 * big + 1 + 63) // 64
+    buf = np.zeros((24 + nj, nw), dtype=np.uint64)
+    zero = buf[0]
+    tmp = buf[1]
+    t_all = buf[2]
+    w9 = buf[3]
+    w18 = buf[4]
+    y9 = buf[5]
+    y18 = buf[6]
+    u_set = buf[7]  # step 2: Y18 | R
+    fs = buf[8]  # step 2: the new elements' totals d * s_f
+    fs9 = buf[9]  # FS + oxygen 1..9
+    rp = buf[10]  # step 2: R' | T + FS (oxygen's partner after an oxygen action)
+    tmp2 = buf[11]
+    y9m = buf[12:16]  # Y9 without item i
+    vm = buf[16:20]  # step 2: Y18 | R | N9 without item i
+    g = buf[24:]  # step 2: Y9 + {d * sv[j]}
+    zero[:] = 0
+    _add(zero, 0, big)
+    items = np.empty(4, dtype=np.int64)
+    cnt = np.empty(4, dtype=np.int64)
+    slots = np.empty(5, dtype=np.int64)
+    sides = np.empty(5, dtype=np.int64)
+    vals = np.empty((4, width), dtype=np.int64)
+    nvals = np.empty(4, dtype=np.int64)
+    is_item = np.zeros(n_el, dtype=np.bool_)
+    c1 = np.empty(nj, dtype=np.int64)
+    c2 = np.empty(nj, dtype=np.int64)
+    z = np.empty(2 * 9 + 1, dtype=np.int64)
+    zu = np.empty(10, dtype=np.int64)
+    prof1 = np.empty(28, dtype=np.bool_)
+    prof2 = np.empty(28, dtype=np.bool_)
+    h = np.empty((10, nj), dtype=np.int64)
+    undecided = np.zeros((n_el, 10), dtype=np.bool_)
+    for r in range(n):
+        row = arr[r]
+        res = out[r]
+        k = 0
+        for i in range(n_el):
+            if i != _O and row[i] > 0:
+                items[k] = i
+                cnt[k] = row[i]
+                is_item[i] = True
+                k += 1
+        c_o = row[_O]
+        for s in range(k):
+            slots[s] = items[s]
+        slots[k] = _O
+        if step == 2:  # the best two carriers of each state outside the present elements
+            for j in range(nj):
+                c1[j] = -1
+                c2[j] = -1
+                for t in range(carriers.shape[1]):
+                    c = carriers[j, t]
+                    if c < 0 or is_item[c]:
+                        continue
+                    if c1[j] < 0:
+                        c1[j] = c
+                    else:
+                        c2[j] = c
+                        break
+        for t_slot in range(-1, k + 1):  # the sign patterns: threshold below all / at a slot
+            if not en:
+                if t_slot >= 0:
+                    break
+                cmax, amin = _NEG_INF, _POS_INF
+                ok = True
+                for s in range(k + 1):
+                    sides[s] = 0
+                    if n_side_states[0, slots[s]] == 0:
+                        ok = False
+            else:
+                if t_slot >= 0:
+                    thr = x[slots[t_slot]]
+                    if np.isnan(thr):
+                        continue
+                    dup = False
+                    for u in range(t_slot):
+                        if x[slots[u]] == thr:
+                            dup = True
+                    if dup:
+                        continue
+                else:
+                    thr = _NEG_INF
+                cmax, amin = thr, _POS_INF
+                ok = True
+                for s in range(k + 1):
+                    xs = x[slots[s]]
+                    if xs <= thr:
+                        sides[s] = 1
+                    else:
+                        sides[s] = 2
+                        if xs < amin:
+                            amin = xs
+                    if n_side_states[sides[s], slots[s]] == 0:
+                        ok = False
+            if not ok:
+                continue
+            for i in range(k):
+                nvals[i] = n_side_states[sides[i], items[i]]
+                for t in range(nvals[i]):
+                    vals[i, t] = cnt[i] * side_states[sides[i], items[i], t]
+            o_side = sides[k]
+            o_st = side_states[o_side, _O]
+            n_o = n_side_states[o_side, _O]
+            _fold(t_all, zero, tmp, vals, nvals, k, -1, -1)
+            if step == 4:  # the final oxygen c_o + m against T
+                for m in range(1, 10):
+                    for u in range(n_o):
+                        if _has(t_all, -(c_o + m) * o_st[u], big):
+                            res[_O, m] = True
+                continue
+            # ---- oxygen or count 0 now (and at step 2 one more action), then oxygen
+            for t in range(1, 28):
+                prof1[t] = False
+                for u in range(n_o):
+                    if _has(t_all, -(c_o + t) * o_st[u], big):
+                        prof1[t] = True
+            _window(w9, c_o, 1, 9, o_st, n_o, big)
+            _fold(y9, w9, tmp, vals, nvals, k, -1, -1)
+            for i in range(k):
+                _fold(y9m[i], w9, tmp, vals, nvals, k, i, -1)
+            if step == 3:
+                for m in range(1, 10):
+                    z[m] = _state_hits(y9, m, sv, big)
+                for m in range(10):
+                    hit = False
+                    if k > 0:
+                        for t in range(m + 1, m + 10):
+                            hit |= prof1[t]
+                    if hit:
+                        if m == 0:
+                            for e in range(n_el):
+                                res[e, 0] = True
+                        else:
+                            res[_O, m] = True
+                # present elements: c_e + m atoms against Y9 without them
+                for i in range(k):
+                    for m in range(1, 10):
+                        for t in range(nvals[i]):
+                            if _has(y9m[i], -(cnt[i] + m) * side_states[sides[i], items[i], t], big):
+                                res[items[i], m] = True
+                # new elements
+                for e in range(n_el):
+                    if e == _O or is_item[e]:
+                        continue
+                    if en:
+                        bits = 0
+                        if x[e] < amin:
+                            bits |= state_bits[1, e]
+                        if x[e] > cmax:
+                            bits |= state_bits[2, e]
+                    else:
+                        bits = state_bits[0, e]
+                    if bits == 0:
+                        continue
+                    for m in range(1, 10):
+                        if bits & z[m]:
+                            res[e, m] = True
+                continue
+            # ---- step 2 (two actions, then oxygen 1..9)
+            _window(w18, c_o, 1, 18, o_st, n_o, big)
+            _fold(y18, w18, tmp, vals, nvals, k, -1, -1)
+            # new elements f that fit the pattern: FS = {d s_f}
+            fs[:] = 0
+            for j in range(nj):
+                c = c1[j]
+                if c < 0:
+                    continue
+                if en and not ((sv[j] > 0 and x[c] < amin) or (sv[j] < 0 and x[c] > cmax)):
+                    continue
+                for d in range(1, 10):
+                    _add(fs, d * sv[j], big)
+            fs9[:] = 0
+            for t in range(1, 10):
+                for u in range(n_o):
+                    _shift_or(fs9, fs, (c_o + t) * o_st[u])
+            # R: raise one present element by d = 1..9, then oxygen 1..9; rp: the same
+            # without oxygen, or a new element f (T + FS)
+            u_set[:] = y18
+            _fold(rp, fs, tmp, vals, nvals, k, -1, -1)
+            for i in range(k):
+                _fold(tmp2, zero, tmp, vals, nvals, k, i, -1)  # T without item i
+                for d in range(1, 10):
+                    for t in range(nvals[i]):
+                        v = (cnt[i] + d) * side_states[sides[i], items[i], t]
+                        _shift_or(u_set, y9m[i], v)
+                        _shift_or(rp, tmp2, v)
+            # V_i: Y18, R (another present element raised), N9 (a new element), all without item i
+            for i in range(k):
+                _fold(vm[i], w18, tmp, vals, nvals, k, i, -1)
+                _fold(tmp2, fs9, tmp, vals, nvals, k, i, -1)
+                vm[i] |= tmp2
+                for h_i in range(k):
+                    if h_i == i:
+                        continue
+                    _fold(tmp2, w9, tmp, vals, nvals, k, i, h_i)
+                    for d in range(1, 10):
+                        for t in range(nvals[h_i]):
+                            _shift_or(vm[i], tmp2, (cnt[h_i] + d) * side_states[sides[h_i], items[h_i], t])
+            # ---- oxygen m or count 0: then oxygen, a raised element or a new one; oxygen
+            for t in range(1, 19):
+                prof2[t] = False
+                for u in range(n_o):
+                    if _has(rp, -(c_o + t) * o_st[u], big):
+                        prof2[t] = True
+            for m in range(10):
+                hit = False
+                if k > 0:
+                    for t in range(m + 1, m + 19):
+                        hit |= prof1[t]
+                for t in range(m + 1, m + 10):
+                    hit |= prof2[t]
+                if hit:
+                    if m == 0:
+                        for e in range(n_el):
+                            res[e, 0] = True
+                    else:
+                        res[_O, m] = True
+            # ---- present elements raised by m: c_e + m against V; c_e + m + d against Y9
+            for i in range(k):
+                for m in range(1, 10):
+                    if res[items[i], m]:
+                        continue
+                    for t in range(nvals[i]):
+                        s = side_states[sides[i], items[i], t]
+                        if _has(vm[i], -(cnt[i] + m) * s, big):
+                            res[items[i], m] = True
+                            break
+                        for d in range(1, 10):
+                            if _has(y9m[i], -(cnt[i] + m + d) * s, big):
+                                res[items[i], m] = True
+                                break
+                        if res[items[i], m]:
+                            break
+            # ---- new elements e, m: -m s_e in U, or -(m + d) s_e in Y9, or with a second
+            # new element f: -m s_e - d s_f in Y9
+            for m in range(1, 19):
+                z[m] = _state_hits(y9, m, sv, big)
+            for m in range(1, 10):
+                zu[m] = _state_hits(u_set, m, sv, big)
+                for d in range(1, 10):
+                    zu[m] |= z[m + d]
+            n_undecided = 0
+            for e in range(n_el):
+                if e == _O or is_item[e]:
+                    continue
+                if en:
+                    bits = 0
+                    if x[e] < amin:
+                        bits |= state_bits[1, e]
+                    if x[e] > cmax:
+                        bits |= state_bits[2, e]
+                else:
+                    bits = state_bits[0, e]
+                if bits == 0:
+                    continue
+                for m in range(1, 10):
+                    if bits & zu[m]:
+                        res[e, m] = True
+                    elif not res[e, m]:
+                        undecided[e, m] = True
+                        n_undecided += 1
+            if n_undecided == 0:
+                continue
+            # h[m, j_e]: bitmask over j_f with -m sv[j_e] - d sv[j_f] in Y9 for some d
+            for jf in range(nj):
+                g[jf][:] = 0
+                for d in range(1, 10):
+                    _shift_or(g[jf], y9, d * sv[jf])
+            for m in range(1, 10):
+                for je in range(nj):
+                    hm = 0
+                    for jf in range(nj):
+                        if _has(g[jf], -m * sv[je], big):
+                            hm |= 1 << jf
+                    h[m, je] = hm
+            for e in range(n_el):
+                if e == _O or is_item[e]:
+                    continue
+                any_left = False
+                for m in range(1, 10):
+                    any_left |= undecided[e, m]
+                if not any_left:
+                    continue
+                for side in range(3):
+                    if en == (side == 0):
+                        continue
+                    if en and side == 1 and not x[e] < amin:
+                        continue
+                    if en and side == 2 and not x[e] > cmax:
+                        continue
+                    bits = state_bits[side, e]
+                    if bits == 0:
+                        continue
+                    cm, am = cmax, amin  # bounds for f with e in the composition
+                    if en and side == 1 and x[e] > cm:
+                        cm = x[e]
+                    if en and side == 2 and x[e] < am:
+                        am = x[e]
+                    avail = 0
+                    for jf in range(nj):
+                        if en:
+                            if sv[jf] > 0:
+                                ok1 = c1[jf] >= 0 and c1[jf] != e and x[c1[jf]] < am
+                                ok2 = c2[jf] >= 0 and x[c2[jf]] < am
+                            else:
+                                ok1 = c1[jf] >= 0 and c1[jf] != e and x[c1[jf]] > cm
+                                ok2 = c2[jf] >= 0 and x[c2[jf]] > cm
+                        else:
+                            ok1 = c1[jf] >= 0 and c1[jf] != e
+                            ok2 = c2[jf] >= 0
+                        if ok1 or ok2:
+                            avail |= 1 << jf
+                    if avail == 0:
+                        continue
+                    for m in range(1, 10):
+                        if not undecided[e, m] or res[e, m]:
+                            continue
+                        for je in range(nj):
+                            if (bits >> je) & 1 and h[m, je] & avail:
+                                res[e, m] = True
+                                break
+            undecided[:, :] = False
+        if step == 4 and k == 0:
+            for m in range(1, 10):
+                res[_O, m] = single_valid  # oxygen alone (not legally reachable)
+        for s in range(k):
+            is_item[items[s]] = False
 
 
 # ---------------------------------------------------------------------------- public API
 def _check_matrix(counts: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    if (
+        isinstance(counts, np.ndarray) and counts.dtype == np.int64 and counts.ndim == 2
+        and counts.shape[1] == N_ELEMENTS and (not counts.size or counts.min() >= 0)
+    ):  # fmt: skip
+        return counts  # what validate_counts would return (the reachability check follows)
     arr = validate_counts(counts)
     if arr.ndim != 2 or arr.shape[1] != N_ELEMENTS:
         raise ValueError(
@@ -688,17 +746,10 @@ def _check_constraint(constraint: str) -> str:
 _CACHE: dict = {}
 
 
-def _state_keys(arr: np.ndarray) -> list[tuple[int, ...]]:
-    """(element, count, element, count, ...) of each row, flat (hashes fast)."""
-    rows, cols = np.nonzero(arr)
-    ends = np.cumsum(np.bincount(rows, minlength=len(arr)))
-    inter = np.stack([cols, arr[rows, cols]], axis=1).ravel().tolist()
-    keys = []
-    start = 0
-    for end in (2 * ends).tolist():
-        keys.append(tuple(inter[start:end]))
-        start = end
-    return keys
+def _state_keys(arr: np.ndarray) -> list[bytes]:
+    """Each row's counts as 80 bytes (reachable counts are at most 45)."""
+    raw = arr.astype(np.uint8).tobytes()
+    return [raw[i : i + N_ELEMENTS] for i in range(0, len(raw), N_ELEMENTS)]
 
 
 def completable_action_masks(
@@ -708,8 +759,8 @@ def completable_action_masks(
 
     Row ``i`` equals ``completable_actions(counts[i], step, constraint)``: action ``a`` is
     True iff the hard rules allow it and some sequence of legal remaining actions (the
-    final oxygen 1-9 included) ends in a composition that passes ``constraint``. Distinct
-    states are computed together (numpy over all of them); results are memoised per state.
+    final oxygen 1-9 included) ends in a composition that passes ``constraint``. Each
+    distinct state is computed once (one compiled pass); results are memoised per state.
 
     Args:
         counts: the compositions after ``step`` actions, integer counts of shape ``(n, 80)``.
@@ -736,6 +787,11 @@ def completable_action_masks(
     constraint = _check_constraint(constraint)
     arr = _check_matrix(counts)
     _check_reachable_rows(arr, step)
+    return _masks(arr, step, constraint)
+
+
+def _masks(arr: np.ndarray, step: int, constraint: str) -> np.ndarray:
+    """:func:`completable_action_masks` of checked arguments."""
     n = len(arr)
     if step < _PROVEN_STEP:
         _rule(constraint).check_proof()
@@ -752,7 +808,7 @@ def completable_action_masks(
     out = np.empty((n, N_ACTIONS), dtype=bool)
     if todo:
         first = [rs[0] for rs in todo.values()]
-        masks = _compute(_rule(constraint), arr[first], step)
+        masks = _rule(constraint).masks(arr[first], step)
         if len(_CACHE) + len(first) > _CACHE_SIZE:
             _CACHE.clear()
         bits = np.packbits(masks, axis=1)
@@ -800,8 +856,10 @@ def completable_actions(
         [61]
     """
     step = _check_step(step)
-    arr = _check_counts(counts)
-    return completable_action_masks(arr[None], step, constraint)[0]
+    constraint = _check_constraint(constraint)
+    arr = _check_counts(counts)[None]
+    _check_reachable_rows(arr, step)
+    return _masks(arr, step, constraint)[0]
 
 
 def is_completable(counts: Sequence[int] | np.ndarray, step: int, constraint: Constraint) -> bool:
