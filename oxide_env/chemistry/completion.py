@@ -365,6 +365,100 @@ def _state_hits(bs, scale, sv, big):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _second_new(res, p, pat_sides, pat_bounds, items, cnt, k, is_item, c_o, big, sv, side_states,
+                n_side_states, state_bits, x, c1, c2, en, vals, nvals, w9, y9, tmp, g, g_done,
+                ga, ga_key):  # pragma: no cover - compiled
+    """Step 2, pattern ``p``: set the new-element actions ``(e, m)`` still False that a second
+    new element ``f`` completes: ``-m s_e - d s_f`` in Y9 (``d`` = 1..9). ``s_f`` is available
+    iff one of the best two carriers of that state outside the present elements (``c1``,
+    ``c2``) is not ``e`` and lies on the right side of the pattern's bounds widened by ``e``."""
+    n_el = res.shape[0]
+    nj = sv.shape[0]
+    cmax, amin = pat_bounds[p, 0], pat_bounds[p, 1]
+    ready = False
+    for e in range(n_el):
+        if e == _O or is_item[e]:
+            continue
+        left = False
+        for m in range(1, 10):
+            if not res[e, m]:
+                left = True
+        if not left:
+            continue
+        for side in range(3):
+            if en == (side == 0):
+                continue
+            if en and side == 1 and not x[e] < amin:
+                continue
+            if en and side == 2 and not x[e] > cmax:
+                continue
+            bits = state_bits[side, e]
+            if bits == 0:
+                continue
+            cm, am = cmax, amin  # bounds for f with e in the composition
+            if en and side == 1 and x[e] > cm:
+                cm = x[e]
+            if en and side == 2 and x[e] < am:
+                am = x[e]
+            avail = 0
+            for jf in range(nj):
+                if en:
+                    if sv[jf] > 0:
+                        ok1 = c1[jf] >= 0 and c1[jf] != e and x[c1[jf]] < am
+                        ok2 = c2[jf] >= 0 and x[c2[jf]] < am
+                    else:
+                        ok1 = c1[jf] >= 0 and c1[jf] != e and x[c1[jf]] > cm
+                        ok2 = c2[jf] >= 0 and x[c2[jf]] > cm
+                else:
+                    ok1 = c1[jf] >= 0 and c1[jf] != e
+                    ok2 = c2[jf] >= 0
+                if ok1 or ok2:
+                    avail |= 1 << jf
+            if avail == 0:
+                continue
+            if not ready:  # this pattern's Y9; G_j = Y9 + {d sv[j]} and their unions on demand
+                for i in range(k):
+                    nvals[i] = n_side_states[pat_sides[p, i], items[i]]
+                    for t in range(nvals[i]):
+                        vals[i, t] = cnt[i] * side_states[pat_sides[p, i], items[i], t]
+                o_side = pat_sides[p, k]
+                _window(w9, c_o, 1, 9, side_states[o_side, _O], n_side_states[o_side, _O], big)
+                _fold(y9, w9, tmp, vals, nvals, k, -1, -1)
+                g_done[:] = False
+                ga_key[:] = 0
+                ready = True
+            slot = -1  # the union of G_j over the available j (a few distinct ones per pattern)
+            for u in range(ga_key.shape[0]):
+                if ga_key[u] == avail:
+                    slot = u
+                    break
+            if slot < 0:
+                slot = 0
+                for u in range(ga_key.shape[0]):
+                    if ga_key[u] == 0:
+                        slot = u
+                        break
+                ga_key[slot] = avail
+                ga[slot][:] = 0
+                for jf in range(nj):
+                    if not (avail >> jf) & 1:
+                        continue
+                    if not g_done[jf]:
+                        g[jf][:] = 0
+                        for d in range(1, 10):
+                            _shift_or(g[jf], y9, d * sv[jf])
+                        g_done[jf] = True
+                    ga[slot] |= g[jf]
+            for m in range(1, 10):
+                if res[e, m]:
+                    continue
+                for je in range(nj):
+                    if (bits >> je) & 1 and _has(ga[slot], -m * sv[je], big):
+                        res[e, m] = True
+                        break
+
+
+@njit(cache=True)
 def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x, carriers, en,
                   single_valid, out):  # pragma: no cover - compiled
     """Masks ``out (n, 80, 10)`` (OR-ed into) of the states ``arr (n, 80)`` at step 2, 3 or 4.
@@ -376,14 +470,13 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
     nj = sv.shape[0]
     width = side_states.shape[2]
     nw = (2 * big + 1 + 63) // 64
-    buf = np.zeros((24 + nj, nw), dtype=np.uint64)
+    buf = np.zeros((24 + nj + 8, nw), dtype=np.uint64)
     zero = buf[0]
     tmp = buf[1]
     t_all = buf[2]
     w9 = buf[3]
     w18 = buf[4]
     y9 = buf[5]
-    y18 = buf[6]
     u_set = buf[7]  # step 2: Y18 | R
     fs = buf[8]  # step 2: the new elements' totals d * s_f
     fs9 = buf[9]  # FS + oxygen 1..9
@@ -391,7 +484,8 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
     tmp2 = buf[11]
     y9m = buf[12:16]  # Y9 without item i
     vm = buf[16:20]  # step 2: Y18 | R | N9 without item i
-    g = buf[24:]  # step 2: Y9 + {d * sv[j]}
+    g = buf[24 : 24 + nj]  # step 2: Y9 + {d sv[j] : d = 1..9}
+    ga = buf[24 + nj :]  # step 2: unions of g
     zero[:] = 0
     _add(zero, 0, big)
     items = np.empty(4, dtype=np.int64)
@@ -407,8 +501,10 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
     zu = np.empty(10, dtype=np.int64)
     prof1 = np.empty(28, dtype=np.bool_)
     prof2 = np.empty(28, dtype=np.bool_)
-    h = np.empty((10, nj), dtype=np.int64)
-    undecided = np.zeros((n_el, 10), dtype=np.bool_)
+    g_done = np.zeros(nj, dtype=np.bool_)
+    ga_key = np.zeros(8, dtype=np.int64)
+    pat_sides = np.zeros((6, 5), dtype=np.int64)
+    pat_bounds = np.zeros((6, 2), dtype=np.float64)
     for r in range(n):
         row = arr[r]
         res = out[r]
@@ -436,6 +532,7 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
                     else:
                         c2[j] = c
                         break
+        n_pat = 0
         for t_slot in range(-1, k + 1):  # the sign patterns: threshold below all / at a slot
             if not en:
                 if t_slot >= 0:
@@ -535,36 +632,81 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
                         if bits & z[m]:
                             res[e, m] = True
                 continue
-            # ---- step 2 (two actions, then oxygen 1..9)
-            _window(w18, c_o, 1, 18, o_st, n_o, big)
-            _fold(y18, w18, tmp, vals, nvals, k, -1, -1)
-            # new elements f that fit the pattern: FS = {d s_f}
-            fs[:] = 0
-            for j in range(nj):
-                c = c1[j]
-                if c < 0:
-                    continue
-                if en and not ((sv[j] > 0 and x[c] < amin) or (sv[j] < 0 and x[c] > cmax)):
-                    continue
-                for d in range(1, 10):
-                    _add(fs, d * sv[j], big)
-            fs9[:] = 0
-            for t in range(1, 10):
-                for u in range(n_o):
-                    _shift_or(fs9, fs, (c_o + t) * o_st[u])
-            # R: raise one present element by d = 1..9, then oxygen 1..9; rp: the same
+            # ---- step 2 (two actions, then oxygen 1..9); what earlier patterns decided is skipped
+            need_c = False  # oxygen m / count 0 (res[_O, 0] stands for every count 0)
+            for m in range(10):
+                if not res[_O, m]:
+                    need_c = True
+            need_b = 0  # bits over the present elements
+            for i in range(k):
+                for m in range(1, 10):
+                    if not res[items[i], m]:
+                        need_b |= 1 << i
+            need_a = False
+            for e in range(n_el):
+                if e != _O and not is_item[e]:
+                    for m in range(1, 10):
+                        if not res[e, m]:
+                            need_a = True
+            if need_c or need_b:  # new elements f that fit the pattern: FS = {d s_f}
+                fs[:] = 0
+                for j in range(nj):
+                    c = c1[j]
+                    if c < 0:
+                        continue
+                    if en and not ((sv[j] > 0 and x[c] < amin) or (sv[j] < 0 and x[c] > cmax)):
+                        continue
+                    for d in range(1, 10):
+                        _add(fs, d * sv[j], big)
+            if need_a or need_b:
+                _window(w18, c_o, 1, 18, o_st, n_o, big)
+            # U = Y18 | R (R: a present element raised by d = 1..9, then oxygen 1..9); rp: R
             # without oxygen, or a new element f (T + FS)
-            u_set[:] = y18
-            _fold(rp, fs, tmp, vals, nvals, k, -1, -1)
+            if need_a:
+                _fold(u_set, w18, tmp, vals, nvals, k, -1, -1)
+            if need_c:
+                _fold(rp, fs, tmp, vals, nvals, k, -1, -1)
+            if need_a or need_c:
+                for i in range(k):
+                    if need_c:
+                        _fold(tmp2, zero, tmp, vals, nvals, k, i, -1)  # T without item i
+                    for d in range(1, 10):
+                        for t in range(nvals[i]):
+                            v = (cnt[i] + d) * side_states[sides[i], items[i], t]
+                            if need_a:
+                                _shift_or(u_set, y9m[i], v)
+                            if need_c:
+                                _shift_or(rp, tmp2, v)
+            # ---- oxygen m or count 0: then oxygen, a raised element or a new one; oxygen
+            if need_c:
+                for t in range(1, 19):
+                    prof2[t] = False
+                    for u in range(n_o):
+                        if _has(rp, -(c_o + t) * o_st[u], big):
+                            prof2[t] = True
+                for m in range(10):
+                    hit = False
+                    if k > 0:
+                        for t in range(m + 1, m + 19):
+                            hit |= prof1[t]
+                    for t in range(m + 1, m + 10):
+                        hit |= prof2[t]
+                    if hit:
+                        if m == 0:
+                            for e in range(n_el):
+                                res[e, 0] = True
+                        else:
+                            res[_O, m] = True
+            # ---- present elements raised by m: c_e + m against V (Y18, R and N9 = Y9 + FS,
+            # all without the element); c_e + m + d against Y9 without it
+            if need_b:
+                fs9[:] = 0
+                for t in range(1, 10):
+                    for u in range(n_o):
+                        _shift_or(fs9, fs, (c_o + t) * o_st[u])
             for i in range(k):
-                _fold(tmp2, zero, tmp, vals, nvals, k, i, -1)  # T without item i
-                for d in range(1, 10):
-                    for t in range(nvals[i]):
-                        v = (cnt[i] + d) * side_states[sides[i], items[i], t]
-                        _shift_or(u_set, y9m[i], v)
-                        _shift_or(rp, tmp2, v)
-            # V_i: Y18, R (another present element raised), N9 (a new element), all without item i
-            for i in range(k):
+                if not (need_b >> i) & 1:
+                    continue
                 _fold(vm[i], w18, tmp, vals, nvals, k, i, -1)
                 _fold(tmp2, fs9, tmp, vals, nvals, k, i, -1)
                 vm[i] |= tmp2
@@ -575,27 +717,6 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
                     for d in range(1, 10):
                         for t in range(nvals[h_i]):
                             _shift_or(vm[i], tmp2, (cnt[h_i] + d) * side_states[sides[h_i], items[h_i], t])
-            # ---- oxygen m or count 0: then oxygen, a raised element or a new one; oxygen
-            for t in range(1, 19):
-                prof2[t] = False
-                for u in range(n_o):
-                    if _has(rp, -(c_o + t) * o_st[u], big):
-                        prof2[t] = True
-            for m in range(10):
-                hit = False
-                if k > 0:
-                    for t in range(m + 1, m + 19):
-                        hit |= prof1[t]
-                for t in range(m + 1, m + 10):
-                    hit |= prof2[t]
-                if hit:
-                    if m == 0:
-                        for e in range(n_el):
-                            res[e, 0] = True
-                    else:
-                        res[_O, m] = True
-            # ---- present elements raised by m: c_e + m against V; c_e + m + d against Y9
-            for i in range(k):
                 for m in range(1, 10):
                     if res[items[i], m]:
                         continue
@@ -610,95 +731,42 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
                                 break
                         if res[items[i], m]:
                             break
-            # ---- new elements e, m: -m s_e in U, or -(m + d) s_e in Y9, or with a second
-            # new element f: -m s_e - d s_f in Y9
-            for m in range(1, 19):
-                z[m] = _state_hits(y9, m, sv, big)
-            for m in range(1, 10):
-                zu[m] = _state_hits(u_set, m, sv, big)
-                for d in range(1, 10):
-                    zu[m] |= z[m + d]
-            n_undecided = 0
-            for e in range(n_el):
-                if e == _O or is_item[e]:
-                    continue
-                if en:
-                    bits = 0
-                    if x[e] < amin:
-                        bits |= state_bits[1, e]
-                    if x[e] > cmax:
-                        bits |= state_bits[2, e]
-                else:
-                    bits = state_bits[0, e]
-                if bits == 0:
-                    continue
+            # ---- new elements e, m: -m s_e in U, or -(m + d) s_e in Y9 (a second new
+            # element f: after all patterns, below)
+            if need_a:
+                for m in range(1, 19):
+                    z[m] = _state_hits(y9, m, sv, big)
                 for m in range(1, 10):
-                    if bits & zu[m]:
-                        res[e, m] = True
-                    elif not res[e, m]:
-                        undecided[e, m] = True
-                        n_undecided += 1
-            if n_undecided == 0:
-                continue
-            # h[m, j_e]: bitmask over j_f with -m sv[j_e] - d sv[j_f] in Y9 for some d
-            for jf in range(nj):
-                g[jf][:] = 0
-                for d in range(1, 10):
-                    _shift_or(g[jf], y9, d * sv[jf])
-            for m in range(1, 10):
-                for je in range(nj):
-                    hm = 0
-                    for jf in range(nj):
-                        if _has(g[jf], -m * sv[je], big):
-                            hm |= 1 << jf
-                    h[m, je] = hm
-            for e in range(n_el):
-                if e == _O or is_item[e]:
-                    continue
-                any_left = False
-                for m in range(1, 10):
-                    any_left |= undecided[e, m]
-                if not any_left:
-                    continue
-                for side in range(3):
-                    if en == (side == 0):
+                    zu[m] = _state_hits(u_set, m, sv, big)
+                    for d in range(1, 10):
+                        zu[m] |= z[m + d]
+                for e in range(n_el):
+                    if e == _O or is_item[e]:
                         continue
-                    if en and side == 1 and not x[e] < amin:
-                        continue
-                    if en and side == 2 and not x[e] > cmax:
-                        continue
-                    bits = state_bits[side, e]
+                    if en:
+                        bits = 0
+                        if x[e] < amin:
+                            bits |= state_bits[1, e]
+                        if x[e] > cmax:
+                            bits |= state_bits[2, e]
+                    else:
+                        bits = state_bits[0, e]
                     if bits == 0:
                         continue
-                    cm, am = cmax, amin  # bounds for f with e in the composition
-                    if en and side == 1 and x[e] > cm:
-                        cm = x[e]
-                    if en and side == 2 and x[e] < am:
-                        am = x[e]
-                    avail = 0
-                    for jf in range(nj):
-                        if en:
-                            if sv[jf] > 0:
-                                ok1 = c1[jf] >= 0 and c1[jf] != e and x[c1[jf]] < am
-                                ok2 = c2[jf] >= 0 and x[c2[jf]] < am
-                            else:
-                                ok1 = c1[jf] >= 0 and c1[jf] != e and x[c1[jf]] > cm
-                                ok2 = c2[jf] >= 0 and x[c2[jf]] > cm
-                        else:
-                            ok1 = c1[jf] >= 0 and c1[jf] != e
-                            ok2 = c2[jf] >= 0
-                        if ok1 or ok2:
-                            avail |= 1 << jf
-                    if avail == 0:
-                        continue
                     for m in range(1, 10):
-                        if not undecided[e, m] or res[e, m]:
-                            continue
-                        for je in range(nj):
-                            if (bits >> je) & 1 and h[m, je] & avail:
-                                res[e, m] = True
-                                break
-            undecided[:, :] = False
+                        if bits & zu[m]:
+                            res[e, m] = True
+            if n_pat < pat_sides.shape[0]:  # kept for the second new element, below
+                pat_sides[n_pat, : k + 1] = sides[: k + 1]
+                pat_bounds[n_pat, 0] = cmax
+                pat_bounds[n_pat, 1] = amin
+                n_pat += 1
+        if step == 2:
+            # new elements (e, m) still False: a second new element f, -m s_e - d s_f in Y9
+            for p in range(n_pat):
+                _second_new(res, p, pat_sides, pat_bounds, items, cnt, k, is_item, c_o, big, sv,
+                            side_states, n_side_states, state_bits, x, c1, c2, en, vals, nvals,
+                            w9, y9, tmp, g, g_done, ga, ga_key)
         if step == 4 and k == 0:
             for m in range(1, 10):
                 res[_O, m] = single_valid  # oxygen alone (not legally reachable)
