@@ -128,23 +128,15 @@ class PairNet(nn.Module):
     def action_part(self) -> torch.Tensor:
         """Hidden-layer pre-activation contribution of every action, ``(800, hidden_dim)``.
 
-        It depends on the weights only: without gradients it is computed once per weight update
-        (keyed by the parameters' in-place version counters) and reused by every scoring call.
+        Computed afresh on every call: a memo keyed on the parameters' version counters went
+        stale when SB3's ``polyak_update`` copied weights through ``.data`` (which does not bump
+        them), so the target network kept its first action part.
         """
-        params = (self.element.weight, self.element.bias, self.count.weight, self.count.bias, self.hidden.weight)
-        key = (tuple(p._version for p in params), tuple(p.data_ptr() for p in params), params[0].device)
-        grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-        cached = getattr(self, "_action_part_cache", None)
-        if not grad and cached is not None and cached[0] == key:
-            return cached[1]
         e = self.embed_dim
         w = self.hidden.weight  # (hidden, 4e)
         el = self.act(self.element(self.element_onehot))  # (800, e)
         ct = self.act(self.count(self.count_onehot))
-        part = el @ w[:, 2 * e : 3 * e].T + ct @ w[:, 3 * e :].T
-        if not grad:
-            self._action_part_cache = (key, part)
-        return part
+        return el @ w[:, 2 * e : 3 * e].T + ct @ w[:, 3 * e :].T
 
     def state_part(self, obs: torch.Tensor) -> torch.Tensor:
         """Hidden-layer pre-activation contribution of each state (bias included), ``(batch, hidden)``."""

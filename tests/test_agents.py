@@ -470,3 +470,18 @@ def test_paper_network_standardises_once_on_a_normalizing_env():
         q_raw = raw.policy.q_net(torch.as_tensor(o_raw[None]))
         q_norm = norm.policy.q_net(torch.as_tensor(o_norm[None]))
     torch.testing.assert_close(q_norm, q_raw, rtol=1e-4, atol=1e-4)
+
+
+def test_target_network_scores_with_its_current_weights_after_a_target_update():
+    """A memo of the network's action part must never outlive a weight copy (polyak_update uses .data)."""
+    import copy
+
+    model = tiny_model()
+    obs = torch.as_tensor(np.stack([model.env.observation_space.sample() for _ in range(4)]))
+    with torch.no_grad():
+        model.q_net_target(obs)  # score once before the update
+    model.learn(total_timesteps=200)  # several target updates
+    fresh = copy.deepcopy(model.q_net_target)
+    fresh.load_state_dict(model.q_net_target.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model.q_net_target(obs), fresh(obs))
