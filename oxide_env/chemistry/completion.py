@@ -34,7 +34,7 @@ algorithm below takes the rule as data.
 * **Sign patterns.** The Pauling test holds for an assignment iff some threshold splits
   the elements by electronegativity into cations (below) and anions (above). So for the
   elements already present plus oxygen (present in every final composition), each split
-  with every element's states on its side is a *pattern* (a row); an element added later
+  with every element's states on its side is a *pattern*; an element added later
   joins a pattern as a cation if it is less electronegative than the pattern's anions, as
   an anion if more than its cations (strictly: equal electronegativities fail). Charge
   neutrality has one pattern with all states.
@@ -59,7 +59,8 @@ algorithm below takes the rule as data.
   raised by ``m``: ``c + m`` atoms in its state against the same sets without it (a new
   element ``f`` then fits the pattern's own bounds). Oxygen ``m`` or count 0: the step-3
   cases of the state after it (oxygen ``c_O + m + 1..18`` against the present totals; a
-  raised or a new element, then oxygen ``c_O + m + 1..9``).
+  raised or a new element, then oxygen ``c_O + m + 1..9``). A pattern skips the actions
+  earlier patterns allowed, and the second-new-element case runs last, on what is left.
 * **Steps 0 and 1.** Every state reachable in two actions (257,401 of them) can still be
   completed, for each constraint: checked by computation, with a completion for each
   found by these masks and verified by the validity functions (the slow test
