@@ -815,10 +815,12 @@ def _check_constraint(constraint: str) -> str:
 _CACHE: dict = {}
 
 
-def _state_keys(arr: np.ndarray) -> list[bytes]:
-    """Each row's counts as 80 bytes (reachable counts are at most 45)."""
+def _state_keys(arr: np.ndarray, step: int, constraint: str) -> list[bytes]:
+    """Memo keys: constraint, step, then each row's counts as 80 bytes (reachable counts are at
+    most 45). Plain bytes, so the memo adds nothing for the garbage collector to traverse."""
+    prefix = bytes((CONSTRAINTS.index(constraint), step))
     raw = arr.astype(np.uint8).tobytes()
-    return [raw[i : i + N_ELEMENTS] for i in range(0, len(raw), N_ELEMENTS)]
+    return [prefix + raw[i : i + N_ELEMENTS] for i in range(0, len(raw), N_ELEMENTS)]
 
 
 def completable_action_masks(
@@ -865,29 +867,38 @@ def _masks(arr: np.ndarray, step: int, constraint: str) -> np.ndarray:
     if step < _PROVEN_STEP:
         _rule(constraint).check_proof()
         return hard_rule_masks(arr, step)
-    keys = _state_keys(arr)
-    packed: list = [None] * n
-    todo: dict = {}
+    keys = _state_keys(arr, step, constraint)
+    todo: dict = {}  # key -> index among the rows to compute
+    todo_rows, miss_rows, miss_index, hit_rows, hits = [], [], [], [], []
     for r, key in enumerate(keys):
-        hit = _CACHE.get((constraint, step, key))
+        hit = _CACHE.get(key)
         if hit is None:
-            todo.setdefault(key, []).append(r)
+            j = todo.get(key)
+            if j is None:
+                j = todo[key] = len(todo_rows)
+                todo_rows.append(r)
+            miss_rows.append(r)
+            miss_index.append(j)
         else:
-            packed[r] = hit
-    out = np.empty((n, N_ACTIONS), dtype=bool)
-    if todo:
-        first = [rs[0] for rs in todo.values()]
-        masks = _rule(constraint).masks(arr[first], step)
-        if len(_CACHE) + len(first) > _CACHE_SIZE:
+            hit_rows.append(r)
+            hits.append(hit)
+    if todo_rows:
+        masks = _rule(constraint).masks(arr if len(todo_rows) == n else arr[todo_rows], step)
+        if len(todo_rows) == n:  # every row new and distinct
+            out = masks
+        else:
+            out = np.empty((n, N_ACTIONS), dtype=bool)
+            out[miss_rows] = masks[miss_index]
+        if len(_CACHE) + len(todo_rows) > _CACHE_SIZE:
             _CACHE.clear()
         bits = np.packbits(masks, axis=1)
-        for (key, rs), row, b in zip(todo.items(), masks, bits):
-            _CACHE[(constraint, step, key)] = b.tobytes()
-            out[rs] = row
-    done = [r for r in range(n) if packed[r] is not None]
-    if done:
-        raw = np.frombuffer(b"".join(packed[r] for r in done), dtype=np.uint8).reshape(len(done), -1)
-        out[done] = np.unpackbits(raw, axis=1)[:, :N_ACTIONS].astype(bool)
+        for r, b in zip(todo_rows, bits):
+            _CACHE[keys[r]] = b.tobytes()
+    else:
+        out = np.empty((n, N_ACTIONS), dtype=bool)
+    if hits:
+        raw = np.frombuffer(b"".join(hits), dtype=np.uint8).reshape(len(hits), -1)
+        out[hit_rows] = np.unpackbits(raw, axis=1, count=N_ACTIONS).view(bool)
     return out
 
 
