@@ -344,6 +344,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_report_arguments(p: argparse.ArgumentParser) -> None:
+    """``--json`` / ``--markdown``: where a metrics command also writes its table."""
+    p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from oxide_env.chemistry.completion import CONSTRAINTS as EXACT_MASKS
 
@@ -369,8 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None,
                    help="formulas for %% novel: a file, 'training' (the predictors' training data) "
                    "or 'none' (default: none)")
-    p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
-    p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
+    _add_report_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baseline", help="Generate and evaluate the paper's random baseline.",
@@ -383,8 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", dest="seeds", type=int, nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--reference", default=None, help="as for 'evaluate'")
     p.add_argument("--out", metavar="DIR", help="write the generated formulas to DIR/random_seedS.txt")
-    p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
-    p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
+    _add_report_arguments(p)
     p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("predict", help="Predict the four properties of formulas, with uncertainty.",

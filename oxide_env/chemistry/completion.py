@@ -356,6 +356,21 @@ def _window(dst, c_o, lo, hi, o_st, n_o, big):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _new_element_bits(e, en, x, amin, cmax, state_bits):  # pragma: no cover - compiled
+    """The states a new element ``e`` may take: all (charge neutrality), or under the EN test its
+    cation states if it is less electronegative than every anion (``amin``) and its anion states
+    if more electronegative than every cation (``cmax``)."""
+    if not en:
+        return state_bits[0, e]
+    bits = state_bits[0, e] & 0
+    if x[e] < amin:
+        bits |= state_bits[1, e]
+    if x[e] > cmax:
+        bits |= state_bits[2, e]
+    return bits
+
+
+@njit(cache=True)
 def _state_hits(bs, scale, sv, big):  # pragma: no cover - compiled
     """Bitmask over the states j with ``-scale * sv[j]`` in ``bs``."""
     out = 0
@@ -619,14 +634,7 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
                 for e in range(n_el):
                     if e == _O or is_item[e]:
                         continue
-                    if en:
-                        bits = 0
-                        if x[e] < amin:
-                            bits |= state_bits[1, e]
-                        if x[e] > cmax:
-                            bits |= state_bits[2, e]
-                    else:
-                        bits = state_bits[0, e]
+                    bits = _new_element_bits(e, en, x, amin, cmax, state_bits)
                     if bits == 0:
                         continue
                     for m in range(1, 10):
@@ -744,14 +752,7 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
                 for e in range(n_el):
                     if e == _O or is_item[e]:
                         continue
-                    if en:
-                        bits = 0
-                        if x[e] < amin:
-                            bits |= state_bits[1, e]
-                        if x[e] > cmax:
-                            bits |= state_bits[2, e]
-                    else:
-                        bits = state_bits[0, e]
+                    bits = _new_element_bits(e, en, x, amin, cmax, state_bits)
                     if bits == 0:
                         continue
                     for m in range(1, 10):
