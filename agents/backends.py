@@ -117,17 +117,22 @@ def _predictors_and_reference() -> tuple[list[Any], Any]:
 
 @contextlib.contextmanager
 def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Limit torch's intra-op threads and numba's parallel kernels (the policy's fused scoring) to
+    ``threads`` during a run, so that runs sharing a machine do not oversubscribe its cores."""
     if threads is None:
         yield
         return
+    import numba
     import torch
 
-    before = torch.get_num_threads()
+    before, numba_before = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(threads)
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     try:
         yield
     finally:
         torch.set_num_threads(before)
+        numba.set_num_threads(numba_before)
 
 
 def execute_run(spec: RunSpec, *, torch_threads: int | None = None, return_files: bool = False,
