@@ -70,3 +70,19 @@ def test_domain_model_round_trip_and_behaviour(tmp_path) -> None:
     assert path.is_file()
     with pytest.raises(ValueError, match="Unknown predictor"):
         load_domain("nope")
+
+
+def test_domain_score_is_the_exact_nearest_neighbour_distance() -> None:
+    from oxide_env.chemistry.baseline import random_oxides
+    from oxide_env.chemistry.features import featurize
+    from predictors.data import load_table
+    from predictors.domain import load_domain
+
+    domain = load_domain("bulk_modulus")
+    formulas = random_oxides(300, seed=5) + load_table("bulk_modulus").formula.tolist()[:300]
+    features = featurize(formulas)
+    q = domain.project(features).astype(np.float64)
+    ref = domain.reference.astype(np.float64)
+    exact = np.sqrt(((q[:, None, :] - ref[None, :, :]) ** 2).sum(axis=2).min(axis=1))  # float64 brute force
+    assert np.allclose(domain.score_features(features), exact, rtol=0, atol=1e-4)
+    assert ((domain.score_features(features) <= domain.threshold) == (exact <= domain.threshold)).all()
