@@ -436,7 +436,8 @@ class ConstrainedDQN(DQN):
         return (actions[0] if single else actions), state
 
     def _env_generation_settings(self) -> dict[str, Any] | None:
-        """``exact_masks`` and ``normalize_observations`` of the (first) env, ``None`` without them."""
+        """``exact_masks``, ``constraint_lookahead`` and ``normalize_observations`` of the (first) env,
+        ``None`` without them."""
         if self.env is None:
             return None
         try:
@@ -444,25 +445,36 @@ class ConstrainedDQN(DQN):
             normalize = bool(self.env.get_attr("normalize_observations")[0])
         except AttributeError:
             return None
+        try:
+            lookahead = bool(self.env.get_attr("constraint_lookahead")[0])
+        except AttributeError:
+            lookahead = False
         return {"exact_masks": exact_masks if isinstance(exact_masks, str) else None,
-                "normalize_observations": normalize}
+                "constraint_lookahead": lookahead, "normalize_observations": normalize}
 
     def generate(self, n: int = 1000, seed: int | None = None, *, batch_size: int = 4096,
-                 exact_masks: str | None = None, normalize_observations: bool | None = None,
-                 distinct: bool = False, progress: bool = False) -> list[str]:
+                 exact_masks: str | None = None, constraint_lookahead: bool | None = None, reward_model: Any = None,
+                 normalize_observations: bool | None = None, distinct: bool = False,
+                 progress: bool = False) -> list[str]:
         """Generate ``n`` formulas with the trained policy (top-n% sampling, oracles on, no epsilon).
 
-        See :func:`agents.generation.generate_counts`. ``exact_masks`` and
-        ``normalize_observations`` default to the model's env's settings, or, for a model
+        See :func:`agents.generation.generate_counts`. ``exact_masks``, ``constraint_lookahead``
+        and ``normalize_observations`` default to the model's env's settings, or, for a model
         loaded without an env, to those of the env it was saved with (``generation_settings``;
-        no exact masks and raw observations for files saved before they were recorded).
-        ``distinct=True`` redraws duplicates so that the ``n`` reduced formulas are distinct.
+        no exact masks, no lookahead and raw observations for files saved before they were
+        recorded). The lookahead asks a reward model with design constraints: ``reward_model``,
+        else the env's. ``distinct=True`` redraws duplicates so that the ``n`` reduced formulas
+        are distinct.
+
+        Raises:
+            ValueError: ``constraint_lookahead`` without a reward model (a model loaded without an
+                env: pass ``reward_model=predictors.envs.reward_model(task, constraints=...)``).
 
         Example:
             >>> import gymnasium as gym, oxide_env
             >>> model = ConstrainedDQN(env=gym.make("OxideComposition-v0", exact_masks="charge_neutral"), seed=0)
             >>> model.generation_settings
-            {'exact_masks': 'charge_neutral', 'normalize_observations': False}
+            {'exact_masks': 'charge_neutral', 'constraint_lookahead': False, 'normalize_observations': False}
             >>> len(model.generate(4, seed=0))
             4
         """
@@ -471,13 +483,23 @@ class ConstrainedDQN(DQN):
         settings = self._env_generation_settings() or self.__dict__.get("generation_settings") or {}
         if exact_masks is None:
             exact_masks = settings.get("exact_masks")
+        if constraint_lookahead is None:
+            constraint_lookahead = bool(settings.get("constraint_lookahead", False))
         if normalize_observations is None:
             normalize_observations = bool(settings.get("normalize_observations", False))
-        elif not isinstance(normalize_observations, (bool, np.bool_)):
-            raise ValueError(f"Invalid normalize_observations={normalize_observations!r}: expected True, False "
-                             "or None (the env's setting).")
-        return generate(self, n, seed=seed, batch_size=batch_size, exact_masks=exact_masks, distinct=distinct,
-                        progress=progress, normalize_observations=bool(normalize_observations))
+        for name, value in (("normalize_observations", normalize_observations),
+                            ("constraint_lookahead", constraint_lookahead)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"Invalid {name}={value!r}: expected True, False or None (the env's setting).")
+        if constraint_lookahead and reward_model is None:
+            if self.env is None:
+                raise ValueError("This model generates with constraint_lookahead=True, which asks the reward model "
+                                 "about the last step: pass reward_model=predictors.envs.reward_model(task, "
+                                 "constraints=...) (the env's), or constraint_lookahead=False.")
+            reward_model = self.env.get_attr("reward_model")[0]
+        return generate(self, n, seed=seed, batch_size=batch_size, exact_masks=exact_masks,
+                        constraint_lookahead=bool(constraint_lookahead), reward_model=reward_model,
+                        distinct=distinct, progress=progress, normalize_observations=bool(normalize_observations))
 
     def _on_step(self) -> None:
         self._n_calls += 1

@@ -44,15 +44,14 @@ def _scores_distinct_states(model: Any) -> bool:
     return isinstance(getattr(model, "policy", None), ConstrainedDQNPolicy)
 
 
-def _play(model: Any, m: int, generator: torch.Generator, exact_masks: str | None,
-          normalize: bool = False) -> np.ndarray:
+def _play(model: Any, m: int, generator: torch.Generator, core_kwargs: Mapping[str, Any]) -> np.ndarray:
     """Final compositions ``(m, 80)`` of ``m`` episodes played together on the episode core.
 
     A :class:`~agents.dqn.ConstrainedDQN` samples with ``generator``; any other masked SB3
     algorithm acts through ``model.predict(obs, action_masks=..., deterministic=False)`` (with
     torch's global generator, seeded by :func:`generate_counts`).
     """
-    batch = EpisodeBatch(m, None, exact_masks=exact_masks, normalize_observations=normalize)
+    batch = EpisodeBatch(m, **core_kwargs)
     history = np.zeros(m, dtype=np.int64)  # one id per distinct action sequence
     distinct_states = _scores_distinct_states(model)
     for _ in range(N_STEPS):
@@ -69,8 +68,9 @@ def _play(model: Any, m: int, generator: torch.Generator, exact_masks: str | Non
 
 
 def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: int = 4096,
-                    exact_masks: str | None = None, distinct: bool = False, max_rounds: int = 100,
-                    progress: bool = False, normalize_observations: bool = False) -> np.ndarray:
+                    exact_masks: str | None = None, constraint_lookahead: bool = False, reward_model: Any = None,
+                    distinct: bool = False, max_rounds: int = 100, progress: bool = False,
+                    normalize_observations: bool = False) -> np.ndarray:
     """Final compositions ``(n, 80)`` of ``n`` episodes played by ``model``'s policy.
 
     Args:
@@ -80,6 +80,9 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
         seed: seed of the sampling generator (same seed, same list).
         batch_size: episodes advanced together.
         exact_masks: also apply the environment's exact constraint masks.
+        constraint_lookahead: at the last step, only the oxygen counts whose final design meets
+            ``reward_model``'s design constraints (as the env's option of that name).
+        reward_model: the reward model the lookahead asks (needed only with it; never used for rewards).
         distinct: return ``n`` *distinct* reduced formulas: episodes are played in rounds and a
             material whose reduced formula was already generated is dropped and redrawn (first
             occurrences are kept, in order). Raises ``ValueError`` if the policy cannot produce
@@ -93,6 +96,9 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
     from oxide_env.chemistry.metrics import composition_keys
 
     n = check_number(n, "n", integer=True, minimum=0)
+    core_kwargs = dict(reward_model=reward_model if constraint_lookahead else None, exact_masks=exact_masks,
+                       constraint_lookahead=constraint_lookahead, normalize_observations=normalize_observations)
+    EpisodeBatch(1, **core_kwargs)  # bad settings raise here, before any work
     generator = torch.Generator(device=model.device)
     seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**62))
     generator.manual_seed(seed)
@@ -102,7 +108,7 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
         out = np.zeros((n, N_ELEMENTS), dtype=np.int64)
         for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", disable=not progress):
             m = min(batch_size, n - start)
-            out[start : start + m] = _play(model, m, generator, exact_masks, normalize_observations)
+            out[start : start + m] = _play(model, m, generator, core_kwargs)
         return out
     rows: list[np.ndarray] = []
     seen: set = set()
@@ -110,8 +116,7 @@ def generate_counts(model: Any, n: int, seed: int | None = None, *, batch_size: 
         for _ in range(max_rounds):
             if len(rows) >= n:
                 break
-            counts = _play(model, min(batch_size, max(2 * (n - len(rows)), 64)), generator, exact_masks,
-                           normalize_observations)
+            counts = _play(model, min(batch_size, max(2 * (n - len(rows)), 64)), generator, core_kwargs)
             for row, key in zip(counts, composition_keys(counts)):
                 if key not in seen and len(rows) < n:
                     seen.add(key)

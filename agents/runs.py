@@ -66,6 +66,7 @@ class Method:
     distinct: bool = False
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     design_constraints: dict[str, Any] | None = None
+    constraint_lookahead: bool = False
 
 
 ORACLES = ("charge_neutral", "electronegativity_balanced")
@@ -110,8 +111,11 @@ def run_settings(task: BenchTask, method: Method, seed: int, *, n: int, iteratio
 
     The random baseline depends on neither the task nor the training budget.
     """
-    settings: dict[str, Any] = {"format": RESULT_FORMAT, "method": {k: v for k, v in asdict(method).items()
-                                                                   if k != "label"},
+    from agents.train import without_new_defaults
+
+    settings: dict[str, Any] = {"format": RESULT_FORMAT,
+                                "method": without_new_defaults({k: v for k, v in asdict(method).items()
+                                                                if k != "label"}),
                                 "seed": seed, "n": n, "predictors": predictors}
     if method.kind != "random":
         settings.update(task={k: v for k, v in asdict(task).items() if k != "label"}, iterations=iterations)
@@ -126,7 +130,7 @@ def _agent_run(task: BenchTask, method: Method, seed: int, iterations: int):
     return AgentRun(task=task.task, lam=task.lam, seed=seed, iterations=iterations, exact_masks=method.exact_masks,
                     constraints=method.constraints, top_n_pct=method.top_n_pct,
                     gradient_steps=method.gradient_steps, model_kwargs=dict(method.model_kwargs),
-                    design_constraints=method.design_constraints)
+                    design_constraints=method.design_constraints, constraint_lookahead=method.constraint_lookahead)
 
 
 def _train_dqn(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path, *,
@@ -144,7 +148,8 @@ PPO_ENVS = 50
 def _ppo_env(task: BenchTask, method: Method, n_envs: int, seed: int):
     from agents.vec_env import make_oxide_vec_env
 
-    return make_oxide_vec_env(n_envs, seed=seed, task=task.task, lam=task.lam, exact_masks=method.exact_masks)
+    return make_oxide_vec_env(n_envs, seed=seed, task=task.task, lam=task.lam, exact_masks=method.exact_masks,
+                              constraints=method.design_constraints, constraint_lookahead=method.constraint_lookahead)
 
 
 def _train_maskable_ppo(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path, *,
@@ -191,7 +196,9 @@ def _generate_with_env(model: Any, task: BenchTask, method: Method, n: int, seed
     """
     from agents.generation import generate
 
-    return generate(model, n, seed=seed, batch_size=1000, exact_masks=method.exact_masks)
+    reward_model = model.get_env().get_attr("reward_model")[0] if method.constraint_lookahead else None
+    return generate(model, n, seed=seed, batch_size=1000, exact_masks=method.exact_masks,
+                    constraint_lookahead=method.constraint_lookahead, reward_model=reward_model)
 
 
 def settings_conflict(task: BenchTask, method: Method, seed: int, *, directory: Path, settings: dict[str, Any],

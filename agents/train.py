@@ -90,6 +90,8 @@ class AgentRun:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     design_constraints: dict[str, Any] | None = None
     """The env's terminal ``constraints`` (``oxide_env.tasks.make_constraints``), as plain JSON."""
+    constraint_lookahead: bool = False
+    """The env's last-step lookahead on ``design_constraints`` (needs them)."""
 
     def __post_init__(self) -> None:
         from oxide_env.tasks import make_task
@@ -112,6 +114,11 @@ class AgentRun:
             raise ValueError(f"Invalid exact_masks={self.exact_masks!r}; choose None or one of "
                              f"{', '.join(map(repr, EXACT_MASKS))}.")
         object.__setattr__(self, "constraints", tuple(self.constraints))
+        if not isinstance(self.constraint_lookahead, bool):
+            raise ValueError(f"Invalid constraint_lookahead={self.constraint_lookahead!r}: expected True or False.")
+        if self.constraint_lookahead and self.design_constraints is None:
+            raise ValueError("constraint_lookahead=True needs design_constraints (e.g. "
+                             "oxide_env.tasks.PLAUSIBLE_DESIGN): it masks the last step by them.")
         if self.design_constraints is not None:
             from oxide_env.tasks import make_constraints
 
@@ -133,7 +140,24 @@ class AgentRun:
 
     def settings(self) -> dict[str, Any]:
         """Every setting that determines the run's result, as plain JSON."""
-        return {"format": SETTINGS_FORMAT, **json.loads(json.dumps(asdict(self)))}
+        return {"format": SETTINGS_FORMAT, **without_new_defaults(json.loads(json.dumps(asdict(self))))}
+
+
+NEW_DEFAULTS: dict[str, Any] = {"constraint_lookahead": False}
+"""Settings added after results were first stored, with the value that reproduces the old behaviour."""
+
+
+def without_new_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without the :data:`NEW_DEFAULTS` entries that hold their default.
+
+    A setting added later is stored only when it differs from the behaviour before it existed, so
+    results and checkpoints stored before it stay reusable exactly when nothing changed.
+
+    Example:
+        >>> without_new_defaults({"seed": 0, "constraint_lookahead": False})
+        {'seed': 0}
+    """
+    return {k: v for k, v in settings.items() if not (k in NEW_DEFAULTS and v == NEW_DEFAULTS[k])}
 
 
 def first_difference(stored: dict[str, Any], wanted: dict[str, Any]) -> tuple[str, Any, Any] | None:
@@ -271,7 +295,8 @@ def build_env(run: AgentRun, n_envs: int | None = None):
     from agents.vec_env import make_oxide_vec_env
 
     return make_oxide_vec_env(run.n_envs if n_envs is None else n_envs, seed=run.seed, task=run.task, lam=run.lam,
-                              exact_masks=run.exact_masks, constraints=run.design_constraints)
+                              exact_masks=run.exact_masks, constraints=run.design_constraints,
+                              constraint_lookahead=run.constraint_lookahead)
 
 
 def _discard(directory: Path) -> None:
@@ -428,5 +453,6 @@ def load_agent(directory: str | Path, *, allow_pickle: bool = False, **kwargs: A
     env = None
     if cfg is not None and isinstance(cfg.get("task"), str):
         env = make_oxide_vec_env(1, seed=cfg.get("seed"), task=cfg["task"], lam=cfg.get("lam"),
-                                 exact_masks=cfg.get("exact_masks"))
+                                 exact_masks=cfg.get("exact_masks"), constraints=cfg.get("design_constraints"),
+                                 constraint_lookahead=bool(cfg.get("constraint_lookahead", False)))
     return ConstrainedDQN.load(path, env=env, allow_pickle=allow_pickle, **kwargs)

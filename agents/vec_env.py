@@ -34,7 +34,8 @@ from oxide_env.core import EpisodeBatch, observation_space
 
 __all__ = ["OxideVecEnv", "make_oxide_vec_env"]
 
-_SHARED = ("exact_masks", "normalize_observations", "reward_model", "invalid_action_reward", "oracle_threshold")
+_SHARED = ("exact_masks", "constraint_lookahead", "normalize_observations", "reward_model", "invalid_action_reward",
+           "oracle_threshold")
 
 
 class OxideVecEnv(VecEnv):
@@ -44,7 +45,7 @@ class OxideVecEnv(VecEnv):
         n_envs: number of copies.
         reward_model: the injected rewards (``predictors.envs.reward_model(...)``).
         monitor: add Monitor-style ``info["episode"]`` at the end of each episode.
-        **core_kwargs: ``exact_masks``, ``constraint_oracles``, ``oracle_threshold``,
+        **core_kwargs: ``exact_masks``, ``constraint_lookahead``, ``constraint_oracles``, ``oracle_threshold``,
             ``invalid_action_reward``, ``normalize_observations`` (as the single env).
     """
 
@@ -66,6 +67,10 @@ class OxideVecEnv(VecEnv):
     @property
     def exact_masks(self) -> str | None:
         return self.core.exact_masks
+
+    @property
+    def constraint_lookahead(self) -> bool:
+        return self.core.constraint_lookahead
 
     @property
     def normalize_observations(self) -> bool:

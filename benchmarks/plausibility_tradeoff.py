@@ -14,7 +14,10 @@ Settings (cumulative names):
 * ``+merge_noops``: the 80 count-0 actions ranked as one in top-n% sampling;
 * ``+novel``: the ``novel`` constraint too;
 * ``+novel +merge_noops``, and the same with top 20 % instead of 10 %, or with a learned
-  oracle on ``constraints_satisfied``.
+  oracle on ``constraints_satisfied``;
+* with the exact oxide-rule masks instead of the EN masks, and ``+lookahead``: the env's
+  ``constraint_lookahead`` (at the last step only oxygen counts whose design meets every
+  constraint).
 
 Usage:
     python benchmarks/plausibility_tradeoff.py [--task bulk_modulus] [--iterations 100] [--seed 0]
@@ -46,6 +49,18 @@ SETTINGS = {
                                                             exact_masks="oxide_rule"),
     "oxide-rule masks +plausible +novel +merge_noops, top 20 %": dict(
         constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=20.0, oracles=(), exact_masks="oxide_rule"),
+    "oxide-rule masks +plausible +novel +merge_noops +lookahead": dict(
+        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=10.0, oracles=(), exact_masks="oxide_rule",
+        lookahead=True),
+    "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle": dict(
+        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=10.0, oracles=("constraints_satisfied",),
+        exact_masks="oxide_rule", lookahead=True),
+    "oxide-rule masks +plausible +novel +merge_noops +lookahead, top 5 %": dict(
+        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=5.0, oracles=(), exact_masks="oxide_rule",
+        lookahead=True),
+    "oxide-rule masks +plausible +novel +merge_noops +lookahead, top 20 %": dict(
+        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=20.0, oracles=(), exact_masks="oxide_rule",
+        lookahead=True),
 }
 
 
@@ -78,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SETTINGS[name]
         env = make_oxide_vec_env(n_envs=100, seed=args.seed, task=args.task,
                                  exact_masks=cfg.get("exact_masks", "electronegativity_balanced"),
-                                 constraints=cfg["constraints"])
+                                 constraints=cfg["constraints"], constraint_lookahead=cfg.get("lookahead", False))
         model = ConstrainedDQN(env=env, seed=args.seed, constraints=cfg["oracles"], gradient_steps=10,
                                top_n_pct=cfg["top_n_pct"], merge_noops=cfg["merge_noops"])
         t0 = time.perf_counter()

@@ -38,9 +38,10 @@ from gymnasium import spaces
 from oxide_env.chemistry.checks import check_number, describe
 from oxide_env.chemistry.completion import CONSTRAINTS, Constraint
 from oxide_env.chemistry.composition import counts_to_formulas
-from oxide_env.chemistry.elements import N_ELEMENTS
+from oxide_env.chemistry.elements import N_ELEMENTS, OXYGEN_INDEX
 from oxide_env.chemistry.episode import (
     N_ACTIONS,
+    N_COUNTS,
     N_FEATURES,
     N_STEPS,
     OBS_DIM,
@@ -58,6 +59,7 @@ electronegativity balance (the paper's checks), or the oxide rule
 (:func:`oxide_env.chemistry.validity.oxide_rule`: icsd24 states, oxygen -2, no negative metal)."""
 Oracle = Callable[[np.ndarray, np.ndarray], np.ndarray]
 _ALL_ACTIONS = np.arange(N_ACTIONS)
+_LAST_ACTIONS = OXYGEN_INDEX * N_COUNTS + np.arange(1, N_COUNTS)  # the last step's choices: oxygen 1-9
 
 __all__ = ["EXACT_MASKS", "EpisodeBatch", "StepResult", "exact_action_masks", "observation_space", "observations"]
 
@@ -171,6 +173,13 @@ class EpisodeBatch:
             with ``evaluate`` and ``worst_reward``); ``None``: no rewards (0; for generation, which
             only needs the final compositions).
         exact_masks: ``None`` or one of :data:`EXACT_MASKS`.
+        constraint_lookahead: at the last step (oxygen 1-9), allow only the oxygen counts whose
+            final composition meets the reward model's design constraints
+            (``reward_model.evaluate(...).flags["constraints_satisfied"]``, e.g. the oxide rule,
+            a predicted-property bound, the applicability domain). Exact: it asks the reward model
+            itself about the <= 9 completions of each state (one batched, memoised call, so the
+            chosen design's terminal reward is then a memo hit). If no count meets them, the
+            mask is left as it was and ``fallback`` is set. Needs a reward model with constraints.
         constraint_oracles: ``oracle(obs (150,), actions (800,)) -> p``; actions with ``p <
             oracle_threshold`` are masked.
         invalid_action_reward: reward of a hard-rule violation (default: ``worst_reward()``).
@@ -178,7 +187,7 @@ class EpisodeBatch:
     """
 
     def __init__(self, n: int, reward_model: Any, *, exact_masks: ExactMask | None = None,
-                 constraint_oracles: Oracle | Sequence[Oracle] | None = None, oracle_threshold: float = 0.5,
+                 constraint_lookahead: bool = False, constraint_oracles: Oracle | Sequence[Oracle] | None = None, oracle_threshold: float = 0.5,
                  invalid_action_reward: float | None = None, normalize_observations: bool = False) -> None:
         check_number(n, "n", integer=True, minimum=1)
         if exact_masks not in (None, *EXACT_MASKS):
@@ -201,7 +210,14 @@ class EpisodeBatch:
         if not isinstance(normalize_observations, (bool, np.bool_)):
             raise ValueError(f"Invalid normalize_observations={describe(normalize_observations)}: expected True or "
                              "False.")
+        if not isinstance(constraint_lookahead, (bool, np.bool_)):
+            raise ValueError(f"Invalid constraint_lookahead={describe(constraint_lookahead)}: expected True or False.")
+        if constraint_lookahead and not getattr(reward_model, "constraints", None):
+            raise ValueError("constraint_lookahead=True needs a reward model with design constraints, e.g. "
+                             "predictors.envs.reward_model(task, constraints={'oxide_rule': True, "
+                             "'formation_energy': ('<=', -0.5), 'in_domain': True}).")
         self.n = int(n)
+        self.constraint_lookahead = bool(constraint_lookahead)
         self.reward_model = reward_model
         self.exact_masks = exact_masks
         self.oracles = oracles
@@ -259,6 +275,14 @@ class EpisodeBatch:
             ok = exact.any(axis=1)
             mask[ok] = exact[ok]
             fallback |= ~ok
+        if self.constraint_lookahead:
+            last = np.flatnonzero(self.steps[rows] == N_STEPS - 1)
+            if last.size:
+                meets = self.lookahead_masks(self.counts[rows[last]])
+                allowed = mask[last] & meets
+                ok = allowed.any(axis=1)
+                mask[last[ok]] = allowed[ok]
+                fallback[last[~ok]] = True
         for oracle in self.oracles:
             for j, row in enumerate(rows):
                 p = np.asarray(oracle(self.obs[row].copy(), _ALL_ACTIONS), dtype=np.float64).reshape(-1)
@@ -270,6 +294,19 @@ class EpisodeBatch:
                 else:
                     fallback[j] = True
         return hard, mask, fallback
+
+    def lookahead_masks(self, counts: np.ndarray) -> np.ndarray:
+        """``bool (m, 800)``: the last-step actions whose final design meets the reward model's constraints.
+
+        ``counts`` are states before the last action; only oxygen 1-9 can be True.
+        """
+        m = len(counts)
+        finals = np.repeat(np.asarray(counts, dtype=np.int64), len(_LAST_ACTIONS), axis=0)
+        finals[:, OXYGEN_INDEX] += np.tile(np.arange(1, N_COUNTS), m)
+        meets = self.reward_model.evaluate(finals).flags["constraints_satisfied"].reshape(m, len(_LAST_ACTIONS))
+        out = np.zeros((m, N_ACTIONS), dtype=bool)
+        out[:, _LAST_ACTIONS] = meets
+        return out
 
     def formulas(self, rows: np.ndarray | Sequence[int] | None = None) -> list[str]:
         """The compositions of ``rows`` as formulas (amounts as built, e.g. ``Mg2O2``)."""

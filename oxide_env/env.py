@@ -108,7 +108,9 @@ class OxideCompositionEnv(gym.Env):
     actions: the hard rules (steps 1-4 any element; at step 4, if nothing but oxygen has been
     added, count 0 and oxygen are masked so the episode cannot end with oxygen alone; step 5
     oxygen 1-9 only), AND the optional exact constraint masks (``exact_masks``: actions after
-    which no completion can be charge neutral / electronegativity balanced are masked), AND
+    which no completion can be charge neutral / electronegativity balanced / pass the oxide rule
+    are masked), AND the optional last-step lookahead (``constraint_lookahead``: at step 5, only
+    the oxygen counts whose final design meets the design ``constraints``), AND
     the optional constraint oracles (``constraint_oracles``: ``oracle(obs, actions) -> p``,
     masked where ``p < oracle_threshold``). The mask is never all-false: if the oracles or the
     exact masks would leave nothing, the less restrictive mask is used and
@@ -136,7 +138,8 @@ class OxideCompositionEnv(gym.Env):
 
     ## Arguments
     ``gym.make("OxideComposition-v0", task="bulk_modulus", lam=None, predictors=None,
-    constraint_oracles=None, oracle_threshold=0.5, exact_masks=None, invalid_penalty=0.0,
+    constraint_oracles=None, oracle_threshold=0.5, exact_masks=None, constraint_lookahead=False,
+    invalid_penalty=0.0,
     uncertainty_penalty=0.0, invalid_action_reward=None, normalize_observations=False, constraints=None,
     domain_models=None, reward_model=None, render_mode=None)``
 
@@ -157,7 +160,16 @@ class OxideCompositionEnv(gym.Env):
       when the environment is built: each must return one finite value per composition and
       the rewards must be finite (``|r| <= 1e30``), or the constructor raises ``ValueError``
       (``TypeError`` for a predictor that is neither a ``Predictor`` nor callable).
-    * ``exact_masks``: ``None``, ``"charge_neutral"`` or ``"electronegativity_balanced"``.
+    * ``exact_masks``: ``None``, ``"charge_neutral"``, ``"electronegativity_balanced"`` or
+      ``"oxide_rule"``: an action is allowed iff some legal completion passes the rule.
+    * ``constraint_lookahead``: with ``constraints``, the last step's mask allows only the oxygen
+      counts whose finished design meets every constraint (the reward model is asked about the
+      <= 9 completions; exact, memoised). What it does to the MDP: at step 5, the actions that
+      would end with the worst reward are removed while another choice exists; when none
+      meets the constraints the mask is unchanged and ``info["mask_fallback"]`` is True (the
+      design then earns the worst reward). Steps 1-4 are unchanged, so an agent still has to
+      learn to reach states with a good completion. Any algorithm that reads the masks
+      (MaskablePPO, ``ConstrainedDQN``) uses it.
     * ``invalid_action_reward``: reward of a hard-rule violation (default: the task's reward at
       the worst end of each property's training range).
     * ``normalize_observations``: standardise the 145 features with the shipped statistics
@@ -180,7 +192,8 @@ class OxideCompositionEnv(gym.Env):
 
     ## Version History
     * v0: initial version, the paper's setting (``normalize_observations`` and the
-      ``rgb_array`` render mode and ``constraints`` added later; all off by default, so v0 is unchanged).
+      ``rgb_array`` render mode, ``constraints``, the ``oxide_rule`` exact masks and
+      ``constraint_lookahead`` added later; all off by default, so v0 is unchanged).
 
     Example:
         >>> import gymnasium as gym, oxide_env
@@ -199,6 +212,7 @@ class OxideCompositionEnv(gym.Env):
         constraint_oracles: Oracle | Sequence[Oracle] | None = None,
         oracle_threshold: float = 0.5,
         exact_masks: ExactMask | None = None,
+        constraint_lookahead: bool = False,
         invalid_action_reward: float | None = None,
         normalize_observations: bool = False,
         render_mode: str | None = None,
@@ -206,12 +220,14 @@ class OxideCompositionEnv(gym.Env):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"Invalid render_mode={render_mode!r}; choose None, 'ansi' or 'rgb_array'.")
         self.render_mode = render_mode
-        self._core = EpisodeBatch(1, reward_model, exact_masks=exact_masks, constraint_oracles=constraint_oracles,
+        self._core = EpisodeBatch(1, reward_model, exact_masks=exact_masks, constraint_lookahead=constraint_lookahead,
+                                  constraint_oracles=constraint_oracles,
                                   oracle_threshold=oracle_threshold, invalid_action_reward=invalid_action_reward,
                                   normalize_observations=normalize_observations)
         self.reward_model = reward_model
         self.task = getattr(reward_model, "task", None)
         self.exact_masks = exact_masks
+        self.constraint_lookahead = self._core.constraint_lookahead
         self.normalize_observations = self._core.normalize_observations
         self.invalid_action_reward = self._core.invalid_action_reward
         self.action_space = spaces.Discrete(N_ACTIONS)

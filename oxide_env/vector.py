@@ -88,7 +88,8 @@ class OxideCompositionVectorEnv(VectorEnv):
         reward_model: the injected rewards (``predictors.envs.reward_model(...)``; ``gym.make_vec``
             builds it from the reward's arguments).
         autoreset_mode: ``"next_step"`` (default) or ``"same_step"``.
-        exact_masks, constraint_oracles, oracle_threshold, invalid_action_reward, normalize_observations:
+        exact_masks, constraint_lookahead, constraint_oracles, oracle_threshold, invalid_action_reward,
+        normalize_observations:
             as :class:`~oxide_env.env.OxideCompositionEnv`.
         render_mode: ``None`` only (render a single env to look at episodes).
     """
@@ -96,8 +97,8 @@ class OxideCompositionVectorEnv(VectorEnv):
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, reward_model: Any, *, autoreset_mode: str | AutoresetMode = "next_step",
-                 exact_masks: ExactMask | None = None, constraint_oracles: Oracle | Sequence[Oracle] | None = None,
-                 oracle_threshold: float = 0.5, invalid_action_reward: float | None = None,
+                 exact_masks: ExactMask | None = None, constraint_lookahead: bool = False,
+                 constraint_oracles: Oracle | Sequence[Oracle] | None = None, oracle_threshold: float = 0.5, invalid_action_reward: float | None = None,
                  normalize_observations: bool = False, render_mode: str | None = None) -> None:
         check_number(num_envs, "num_envs", integer=True, minimum=1)
         modes = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
@@ -111,11 +112,12 @@ class OxideCompositionVectorEnv(VectorEnv):
                              "single env with gym.make('OxideComposition-v0', render_mode=...).")
         self.num_envs = int(num_envs)
         self.core = EpisodeBatch(self.num_envs, reward_model, exact_masks=exact_masks,
-                                 constraint_oracles=constraint_oracles, oracle_threshold=oracle_threshold,
+                                 constraint_lookahead=constraint_lookahead, constraint_oracles=constraint_oracles, oracle_threshold=oracle_threshold,
                                  invalid_action_reward=invalid_action_reward,
                                  normalize_observations=normalize_observations)
         self.reward_model = reward_model
         self.exact_masks = exact_masks
+        self.constraint_lookahead = self.core.constraint_lookahead
         self.normalize_observations = self.core.normalize_observations
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.render_mode = None

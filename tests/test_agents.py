@@ -394,7 +394,8 @@ def test_mlp_policy_trains_predicts_saves_and_loads(tmp_path):
 def test_load_without_env_generates_with_the_saved_env_settings(tmp_path):
     model = tiny_model(tiny_env(exact_masks="charge_neutral", normalize_observations=True))
     model.learn(total_timesteps=100)
-    assert model.generation_settings == {"exact_masks": "charge_neutral", "normalize_observations": True}
+    assert model.generation_settings == {"exact_masks": "charge_neutral", "constraint_lookahead": False,
+                                         "normalize_observations": True}
     model.save(tmp_path / "m.zip")
     loaded = ConstrainedDQN.load(tmp_path / "m.zip", device="cpu")
     assert loaded.env is None and loaded.generation_settings == model.generation_settings

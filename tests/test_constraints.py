@@ -112,3 +112,74 @@ def test_plausibility_benchmarks_have_help(script) -> None:
     path = Path(__file__).resolve().parents[1] / "benchmarks" / script
     out = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "usage:" in out.stdout
+
+
+# ------------------------------------------------------------------ last-step lookahead
+def _lookahead_model(bound: float = 3.0) -> RewardModel:
+    # a cheap stand-in "formation energy": the oxygen count minus the other atoms; the bound keeps
+    # some oxygen counts and drops others, so the mask is checked on real choices
+    def energy(counts):
+        return counts[:, E.index("O")] - (counts.sum(axis=1) - counts[:, E.index("O")]).astype(float)
+
+    return RewardModel(make_task({"formation_energy": -1.0}), {"formation_energy": energy},
+                       constraints={"oxide_rule": True, "formation_energy": ("<=", bound)})
+
+
+def test_lookahead_masks_exactly_the_last_steps_that_break_a_constraint() -> None:
+    from oxide_env.chemistry.episode import N_STEPS
+    from oxide_env.chemistry.validity import oxide_rule
+    from oxide_env.core import EpisodeBatch
+
+    model = _lookahead_model()
+    rng = np.random.default_rng(0)
+    free = EpisodeBatch(200, model)
+    look = EpisodeBatch(200, model, constraint_lookahead=True)
+    for _ in range(N_STEPS - 1):
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in free.masks])
+        free.step(actions)
+        look.step(actions)
+    assert (look.counts == free.counts).all()
+    oxygen = E.index("O")
+    n_kept = 0
+    for i in range(200):
+        finals = np.repeat(free.counts[i : i + 1], 9, axis=0)
+        finals[:, oxygen] += np.arange(1, 10)
+        energy = finals[:, oxygen] - (finals.sum(axis=1) - finals[:, oxygen])
+        meets = oxide_rule(finals) & (energy <= 3.0)  # the constraints, computed here independently
+        if meets.any():
+            assert not look.fallback[i]
+            assert (look.masks[i] == np.isin(np.arange(800), 10 * oxygen + 1 + np.flatnonzero(meets))).all()
+            n_kept += 1
+        else:
+            assert look.fallback[i] and (look.masks[i] == free.masks[i]).all()
+    assert 0 < n_kept < 200  # both cases occur
+    # following the mask, every design that did not fall back meets the constraints
+    fell_back = look.fallback.copy()
+    result = look.step(np.array([rng.choice(np.flatnonzero(m)) for m in look.masks]))
+    assert result.terminal.flags["constraints_satisfied"][~fell_back].all()
+
+
+def test_lookahead_needs_constraints_and_generation_uses_it() -> None:
+    from oxide_env.core import EpisodeBatch
+
+    with pytest.raises(ValueError, match="constraint_lookahead=True needs a reward model with design constraints"):
+        EpisodeBatch(2, RewardModel(make_task({"formation_energy": -1.0}),
+                                    {"formation_energy": lambda c: c.sum(axis=1) * 1.0}), constraint_lookahead=True)
+    with pytest.raises(ValueError, match="constraint_lookahead='yes'"):
+        EpisodeBatch(2, _lookahead_model(), constraint_lookahead="yes")
+
+    from agents import ConstrainedDQN
+    from agents.vec_env import OxideVecEnv
+
+    env = OxideVecEnv(10, _lookahead_model(), constraint_lookahead=True)
+    assert env.get_attr("constraint_lookahead") == [True] * 10
+    model = ConstrainedDQN(env=env, seed=0, constraints=(), learning_starts=50, episodes_per_iteration=10)
+    model.learn(total_timesteps=100)
+    designs = formulas_to_counts(model.generate(200, seed=0))
+    flags = _lookahead_model().evaluate(designs).flags["constraints_satisfied"]
+    untrained = formulas_to_counts(model.generate(200, seed=0, constraint_lookahead=False))
+    assert flags.mean() > _lookahead_model().evaluate(untrained).flags["constraints_satisfied"].mean()
+    model.env = None
+    with pytest.raises(ValueError, match="pass reward_model="):
+        model.generate(5, seed=0)
+    assert len(model.generate(5, seed=0, reward_model=_lookahead_model())) == 5
