@@ -26,12 +26,16 @@ episodes):
   design constraints :data:`oxide_env.tasks.PLAUSIBLE_DESIGN` (oxide rule, predicted E_f <= -0.5
   eV/atom, inside the domains of the formation-energy and the task's predictors, novel: a
   design that breaks one earns the task's worst reward); 10 gradient steps per iteration
-  instead of 1 (the paper's single step leaves Q undertrained); sampling among the top 10 %
-  with the 80 count-0 actions merged into one candidate (``merge_noops``); no redraws: the
-  reported % unique is the policy's own.
+  instead of 1 (the paper's single step leaves Q undertrained); the env's last-step lookahead
+  (``constraint_lookahead``: at step 5 only oxygen counts whose design meets every constraint); a
+  learned oracle on ``constraints_satisfied`` (masks actions it predicts lead to a failing design);
+  sampling among the top 20 % with the 80 count-0 actions merged into one candidate
+  (``merge_noops``); no redraws: the reported % unique is the policy's own.
 * ``paper_dqn`` — the paper's method and settings: learned constraint oracles, hard-rule masks.
 * ``dqn_no_oracles`` — ablation: the paper's DQN without oracles (hard-rule masks only).
-* ``maskable_ppo`` — sb3-contrib's MaskablePPO on the same environment as ours.
+* ``maskable_ppo`` — sb3-contrib's MaskablePPO with exact electronegativity-balance masks.
+* ``maskable_ppo_plausible`` — MaskablePPO on our environment: exact oxide-rule masks, the design
+  constraints and the last-step lookahead (no learned oracle: that is ConstrainedDQN's).
 * ``random`` — the paper's random baseline.
 """
 
@@ -428,7 +432,7 @@ def figure_names(tasks: Sequence[BenchTask], methods: Sequence[str]) -> list[str
     return names
 
 
-_PARETO_AGENTS = ("constrained_dqn", "paper_dqn", "dqn_no_oracles", "maskable_ppo")
+_PARETO_AGENTS = ("constrained_dqn", "paper_dqn", "dqn_no_oracles", "maskable_ppo", "maskable_ppo_plausible")
 
 
 def _run_dir(out: Path, task: str, method: str, seed: int) -> Path:
@@ -521,7 +525,7 @@ def _plot_histograms(out: Path, results, single_tasks: Sequence[BenchTask], meth
         return
     fig, axes = plt.subplots(1, len(single_tasks), figsize=(4.5 * len(single_tasks), 3.8), squeeze=False)
     colors = {"random": "0.6", "constrained_dqn": "tab:blue", "paper_dqn": "tab:orange",
-              "dqn_no_oracles": "tab:purple", "maskable_ppo": "tab:green"}
+              "dqn_no_oracles": "tab:purple", "maskable_ppo": "tab:green", "maskable_ppo_plausible": "tab:olive"}
     for ax, task in zip(axes[0], single_tasks):
         prop = task.properties[0]
         for key in methods:

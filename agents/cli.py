@@ -255,11 +255,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from oxide_env.tasks import PLAUSIBLE_DESIGN
 
     run = AgentRun(task=args.task, lam=args.lam, seed=args.seed, iterations=args.iterations, n_envs=args.n_envs,
-                   exact_masks=args.exact_masks, constraints=() if args.no_oracles else
-                   ("charge_neutral", "electronegativity_balanced"), top_n_pct=args.top_n_pct,
-                   gradient_steps=args.gradient_steps,
+                   exact_masks=args.exact_masks, constraints=() if args.no_oracles else tuple(args.oracles),
+                   top_n_pct=args.top_n_pct, gradient_steps=args.gradient_steps,
                    model_kwargs={"merge_noops": True} if args.merge_noops else {},
-                   design_constraints=dict(PLAUSIBLE_DESIGN) if args.plausible else None)
+                   design_constraints=dict(PLAUSIBLE_DESIGN) if args.plausible else None,
+                   constraint_lookahead=args.lookahead)
     model, seconds = train_agent(run, args.out, progress=True, resume=not args.restart,
                                  checkpoint_every=args.checkpoint_every, log=lambda m: print(m, file=sys.stderr))
     print(f"trained {run.task} (seed {run.seed}) in {seconds:.0f} s -> {Path(args.out) / 'model.zip'}")
@@ -427,12 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-envs", type=int, default=100, help="environments stepped together (default 100)")
     p.add_argument("--exact-masks", choices=list(EXACT_MASKS),
                    help="also apply the environment's exact constraint masks")
+    p.add_argument("--oracles", nargs="+", default=["charge_neutral", "electronegativity_balanced"], metavar="FLAG",
+                   help="terminal info flags the learned constraint oracles predict (default: charge_neutral "
+                   "electronegativity_balanced; with --plausible e.g. constraints_satisfied)")
     p.add_argument("--no-oracles", action="store_true", help="no learned constraint oracles (ablation)")
     p.add_argument("--top-n-pct", type=float, default=20.0, help="sample among the top n%% actions (default 20)")
     p.add_argument("--gradient-steps", type=int, default=1, help="updates per iteration (paper: 1)")
     p.add_argument("--plausible", action="store_true",
                    help="terminal design constraints: oxide rule, predicted E_f <= -0.5 eV/atom, inside the "
                    "applicability domains, novel (a design that breaks one earns the worst reward)")
+    p.add_argument("--lookahead", action="store_true",
+                   help="with --plausible: at the last step only oxygen counts whose design meets every constraint "
+                   "(the env's constraint_lookahead)")
     p.add_argument("--merge-noops", action="store_true",
                    help="rank the 80 count-0 actions as one in top-n%% sampling (more diverse designs)")
     p.add_argument("--checkpoint-every", type=int, default=50, metavar="K",
@@ -464,14 +470,16 @@ def build_parser() -> argparse.ArgumentParser:
     b = bench.add_parser(
         "table1", help="Table 1 + Figure 2 for every method, task and seed (resumable).",
         description="Train every method (ConstrainedDQN with exact masks, the paper's ConstrainedDQN, DQN "
-        "without oracles, MaskablePPO) on every Table 1 task for each seed, generate --n materials per run "
+        "without oracles, MaskablePPO with EN masks and with our plausibility means) on every Table 1 task for each seed, generate --n materials per run "
         "beside the random baseline, and write table1.md, table1.csv, pareto.png and histograms.png to --out. "
         "Finished runs are reused only when every setting that produced them matches: rerun the same command "
         "to resume (an interrupted DQN run continues exactly from its checkpoint). --out is locked while it runs. "
         "See agents/benchmark.py.")
     tasks = ["formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature",
              "sintering_bulk_62.5", "sintering_bulk_125", "sintering_bulk_250"]
-    methods = ["constrained_dqn", "paper_dqn", "dqn_no_oracles", "maskable_ppo", "random"]
+    from agents.runs import METHODS
+
+    methods = list(METHODS)
     b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     b.add_argument("--n", type=int, default=1000, help="materials generated per run (default 1000)")
     b.add_argument("--iterations", type=int, default=500,

@@ -71,12 +71,16 @@ class Method:
 
 ORACLES = ("charge_neutral", "electronegativity_balanced")
 METHODS: dict[str, Method] = {m.key: m for m in (
-    Method("constrained_dqn", "ConstrainedDQN, exact oxide-rule masks + plausibility constraints (ours)", "dqn",
-           exact_masks="oxide_rule", gradient_steps=10, top_n_pct=10.0,
-           model_kwargs={"merge_noops": True}, design_constraints=dict(PLAUSIBLE_DESIGN)),
+    Method("constrained_dqn", "ConstrainedDQN, exact oxide-rule masks + plausibility constraints, last-step "
+           "lookahead, plausibility oracle (ours)", "dqn",
+           exact_masks="oxide_rule", constraints=("constraints_satisfied",), gradient_steps=10, top_n_pct=20.0,
+           model_kwargs={"merge_noops": True}, design_constraints=dict(PLAUSIBLE_DESIGN), constraint_lookahead=True),
     Method("paper_dqn", "ConstrainedDQN, paper settings", "dqn", constraints=ORACLES),
     Method("dqn_no_oracles", "DQN without oracles (ablation)", "dqn"),
     Method("maskable_ppo", "MaskablePPO (sb3-contrib)", "maskable_ppo", exact_masks="electronegativity_balanced"),
+    Method("maskable_ppo_plausible", "MaskablePPO, exact oxide-rule masks + plausibility constraints, last-step "
+           "lookahead", "maskable_ppo", exact_masks="oxide_rule", design_constraints=dict(PLAUSIBLE_DESIGN),
+           constraint_lookahead=True),
     Method("random", "Random baseline", "random"),
 )}
 

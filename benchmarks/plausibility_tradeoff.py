@@ -55,6 +55,12 @@ SETTINGS = {
     "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle": dict(
         constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=10.0, oracles=("constraints_satisfied",),
         exact_masks="oxide_rule", lookahead=True),
+    "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle, top 20 %": dict(
+        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=20.0, oracles=("constraints_satisfied",),
+        exact_masks="oxide_rule", lookahead=True),
+    "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle 0.7, top 20 %": dict(
+        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=20.0, oracles=("constraints_satisfied",),
+        exact_masks="oxide_rule", lookahead=True, oracle_threshold=0.7),
     "oxide-rule masks +plausible +novel +merge_noops +lookahead, top 5 %": dict(
         constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=5.0, oracles=(), exact_masks="oxide_rule",
         lookahead=True),
@@ -95,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                                  exact_masks=cfg.get("exact_masks", "electronegativity_balanced"),
                                  constraints=cfg["constraints"], constraint_lookahead=cfg.get("lookahead", False))
         model = ConstrainedDQN(env=env, seed=args.seed, constraints=cfg["oracles"], gradient_steps=10,
-                               top_n_pct=cfg["top_n_pct"], merge_noops=cfg["merge_noops"])
+                               top_n_pct=cfg["top_n_pct"], merge_noops=cfg["merge_noops"],
+                               oracle_threshold=cfg.get("oracle_threshold", 0.5))
         t0 = time.perf_counter()
         model.learn(total_timesteps=(args.iterations + 1) * 500)
         seconds = time.perf_counter() - t0
