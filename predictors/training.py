@@ -89,6 +89,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 
 
 def train(name: str, config: TrainConfig | None = None, *, table=None,
+          splits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
           progress: bool = False) -> tuple[Predictor, dict]:
     """Train one predictor on its curated table and evaluate it on the test split.
 
@@ -96,6 +97,8 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
         name: predictor name.
         config: hyperparameters (default: :data:`DEFAULT_CONFIGS`).
         table: a ``formula, target`` DataFrame to train on (default: the shipped curated table).
+        splits: ``(fit, validation, test)`` row indices of ``table`` (default: :func:`split_rows`),
+            e.g. the folds of an external protocol (``benchmarks/matbench.py``).
         progress: show a tqdm progress bar over epochs.
 
     Returns:
@@ -116,7 +119,13 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
     formulas = table["formula"].tolist()
     x_all = featurize(formulas).astype(np.float32)
     y_all = table["target"].to_numpy(np.float64)
-    fit_idx, val_idx, test_idx = split_rows(len(y_all), cfg)
+    if splits is None:
+        fit_idx, val_idx, test_idx = split_rows(len(y_all), cfg)
+    else:
+        fit_idx, val_idx, test_idx = (np.asarray(s, dtype=np.intp) for s in splits)
+        if not len(fit_idx) or not len(val_idx) or not len(test_idx):
+            raise ValueError(f"Invalid splits of sizes {len(fit_idx)}, {len(val_idx)}, {len(test_idx)}: the fit, "
+                             "validation and test rows must all be non-empty.")
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
