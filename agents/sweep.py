@@ -226,7 +226,7 @@ class SweepConfig:
                                  f"the DQN methods ({', '.join(DQN_METHODS)}); sweep {key!r} separately.")
             if "oracle_threshold" in names and method.kind == "dqn" and not method.constraints:
                 raise ValueError(f"Invalid grid setting 'oracle_threshold' for method {key!r}: it has no learned "
-                                 "oracles (use paper_dqn).")
+                                 "oracles (use constrained_dqn or paper_dqn).")
 
     def combinations(self) -> list[dict[str, Any]]:
         """Every combination of the grid's values, in the order of the file (last setting fastest)."""
