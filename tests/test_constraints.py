@@ -183,3 +183,20 @@ def test_lookahead_needs_constraints_and_generation_uses_it() -> None:
     with pytest.raises(ValueError, match="pass reward_model="):
         model.generate(5, seed=0)
     assert len(model.generate(5, seed=0, reward_model=_lookahead_model())) == 5
+
+
+def test_in_domain_flag_is_the_and_of_every_domain() -> None:
+    from oxide_env.chemistry.baseline import random_oxides
+    from oxide_env.chemistry.features import featurize
+    from oxide_env.tasks import PLAUSIBLE_DESIGN
+    from predictors.domain import load_domain
+
+    counts = formulas_to_counts(random_oxides(400, seed=3) + ["MgO", "Al2O3", "SrTiO3", "BaTiO3", "ZnO"])
+    features = featurize(counts)
+    want = np.ones(len(counts), dtype=bool)
+    for name in ("formation_energy", "sintering_temperature"):
+        domain = load_domain(name)
+        want &= domain.score_features(features) <= domain.threshold
+    model = reward_model("sintering_temperature", constraints=dict(PLAUSIBLE_DESIGN))
+    got = model.evaluate(counts).flags["in_domain"]
+    assert (got == want).all() and 0 < want.sum() < len(want)
