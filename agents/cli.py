@@ -470,8 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = bench.add_parser(
         "table1", help="Table 1 + Figure 2 for every method, task and seed (resumable).",
         description="Train every method (ConstrainedDQN with exact masks, the paper's ConstrainedDQN, DQN "
-        "without oracles, MaskablePPO with EN masks and with our plausibility means) on every Table 1 task for each seed, generate --n materials per run "
-        "beside the random baseline, and write table1.md, table1.csv, pareto.png and histograms.png to --out. "
+        "without oracles, MaskablePPO with EN masks and with our plausibility means) on every Table 1 task for "
+        "each seed, generate --n materials per run beside the random baseline, and write table1.md, table1.csv, "
+        "pareto.png and histograms.png to --out. "
         "Finished runs are reused only when every setting that produced them matches: rerun the same command "
         "to resume (an interrupted DQN run continues exactly from its checkpoint). --out is locked while it runs. "
         "See agents/benchmark.py.")

@@ -50,8 +50,8 @@ SETTINGS = {
     "oxide-rule masks +plausible +novel +merge_noops, top 20 %": dict(
         constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=20.0, oracles=(), exact_masks="oxide_rule"),
     "oxide-rule masks +plausible +novel +merge_noops +lookahead": dict(
-        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=10.0, oracles=(), exact_masks="oxide_rule",
-        lookahead=True),
+        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=10.0, oracles=(),
+        exact_masks="oxide_rule", lookahead=True),
     "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle": dict(
         constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=10.0, oracles=("constraints_satisfied",),
         exact_masks="oxide_rule", lookahead=True),
@@ -65,8 +65,8 @@ SETTINGS = {
         constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=5.0, oracles=(), exact_masks="oxide_rule",
         lookahead=True),
     "oxide-rule masks +plausible +novel +merge_noops +lookahead, top 20 %": dict(
-        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=20.0, oracles=(), exact_masks="oxide_rule",
-        lookahead=True),
+        constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=20.0, oracles=(),
+        exact_masks="oxide_rule", lookahead=True),
 }
 
 

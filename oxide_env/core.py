@@ -187,7 +187,8 @@ class EpisodeBatch:
     """
 
     def __init__(self, n: int, reward_model: Any, *, exact_masks: ExactMask | None = None,
-                 constraint_lookahead: bool = False, constraint_oracles: Oracle | Sequence[Oracle] | None = None, oracle_threshold: float = 0.5,
+                 constraint_lookahead: bool = False, constraint_oracles: Oracle | Sequence[Oracle] | None = None,
+                 oracle_threshold: float = 0.5,
                  invalid_action_reward: float | None = None, normalize_observations: bool = False) -> None:
         check_number(n, "n", integer=True, minimum=1)
         if exact_masks not in (None, *EXACT_MASKS):

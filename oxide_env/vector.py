@@ -98,8 +98,9 @@ class OxideCompositionVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int, reward_model: Any, *, autoreset_mode: str | AutoresetMode = "next_step",
                  exact_masks: ExactMask | None = None, constraint_lookahead: bool = False,
-                 constraint_oracles: Oracle | Sequence[Oracle] | None = None, oracle_threshold: float = 0.5, invalid_action_reward: float | None = None,
-                 normalize_observations: bool = False, render_mode: str | None = None) -> None:
+                 constraint_oracles: Oracle | Sequence[Oracle] | None = None, oracle_threshold: float = 0.5,
+                 invalid_action_reward: float | None = None, normalize_observations: bool = False,
+                 render_mode: str | None = None) -> None:
         check_number(num_envs, "num_envs", integer=True, minimum=1)
         modes = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
                  AutoresetMode.NEXT_STEP: AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP: AutoresetMode.SAME_STEP}
@@ -112,8 +113,8 @@ class OxideCompositionVectorEnv(VectorEnv):
                              "single env with gym.make('OxideComposition-v0', render_mode=...).")
         self.num_envs = int(num_envs)
         self.core = EpisodeBatch(self.num_envs, reward_model, exact_masks=exact_masks,
-                                 constraint_lookahead=constraint_lookahead, constraint_oracles=constraint_oracles, oracle_threshold=oracle_threshold,
-                                 invalid_action_reward=invalid_action_reward,
+                                 constraint_lookahead=constraint_lookahead, constraint_oracles=constraint_oracles,
+                                 oracle_threshold=oracle_threshold, invalid_action_reward=invalid_action_reward,
                                  normalize_observations=normalize_observations)
         self.reward_model = reward_model
         self.exact_masks = exact_masks
