@@ -85,7 +85,8 @@ def run_fold(task: str, k: int, table, supported, folds, config, *, epochs: int 
     train_rows, test_rows = folds[k]
     usable = train_rows[supported[train_rows]]
     fit_pos, val_pos = split_indices(len(usable), seed=config.seed + 1, test_fraction=config.val_fraction)
-    test_ok = test_rows[supported[test_rows]]
+    test_supported = supported[test_rows]
+    test_ok = test_rows[test_supported]
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
     position = np.cumsum(supported) - 1  # row of the table -> row of its supported part
@@ -95,11 +96,11 @@ def run_fold(task: str, k: int, table, supported, folds, config, *, epochs: int 
     seconds = time.perf_counter() - t0
     y = table["target"].to_numpy(np.float64)
     pred = np.full(len(test_rows), float(np.median(y[usable])))
-    pred[np.searchsorted(test_rows, test_ok)] = report["test_pred"]
+    pred[test_supported] = report["test_pred"]  # test_ok keeps the order of test_rows
     errors = np.abs(pred - y[test_rows])
     return {"task": task, "fold": k, "n_train": int(len(usable)), "n_test": int(len(test_rows)),
-            "n_test_unsupported": int(len(test_rows) - len(test_ok)), "mae": float(errors.mean()),
-            "mae_supported": float(errors[np.isin(test_rows, test_ok)].mean()),
+            "n_test_unsupported": int((~test_supported).sum()), "mae": float(errors.mean()),
+            "mae_supported": float(errors[test_supported].mean()),
             "best_epoch": report["best_epoch"], "train_seconds": seconds}
 
 
