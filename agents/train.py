@@ -286,9 +286,10 @@ def build_model(run: AgentRun, tensorboard_log: str | None = None):
     kwargs = dict(run.model_kwargs)
     kwargs.setdefault("episodes_per_iteration", run.episodes_per_iteration)
     kwargs.setdefault("learning_starts", run.episodes_per_iteration * STEPS_PER_EPISODE)
+    kwargs.setdefault("device", "auto")  # SB3's choice (cuda when present) unless model_kwargs names one
     return ConstrainedDQN(env=build_env(run), seed=run.seed, constraints=run.constraints,
                           top_n_pct=run.top_n_pct, gradient_steps=run.gradient_steps,
-                          tensorboard_log=tensorboard_log, device="auto", **kwargs)
+                          tensorboard_log=tensorboard_log, **kwargs)
 
 
 def build_env(run: AgentRun, n_envs: int | None = None):

@@ -27,6 +27,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -73,7 +74,8 @@ def supported_rows(formulas: list[str]):
     return ok
 
 
-def run_fold(task: str, k: int, table, supported, folds, config, *, epochs: int | None) -> dict:
+def run_fold(task: str, k: int, table, supported, folds, config, *, epochs: int | None,
+             device: str = "cpu") -> dict:
     """Train on the other folds and score fold ``k``; returns the fold's record."""
     import dataclasses
 
@@ -92,7 +94,8 @@ def run_fold(task: str, k: int, table, supported, folds, config, *, epochs: int 
     position = np.cumsum(supported) - 1  # row of the table -> row of its supported part
     t0 = time.perf_counter()
     _, report = train(predictor_name, config, table=table[supported].reset_index(drop=True),
-                      splits=(position[usable[fit_pos]], position[usable[val_pos]], position[test_ok]))
+                      splits=(position[usable[fit_pos]], position[usable[val_pos]], position[test_ok]),
+                      device=device)
     seconds = time.perf_counter() - t0
     y = table["target"].to_numpy(np.float64)
     pred = np.full(len(test_rows), float(np.median(y[usable])))
@@ -104,6 +107,37 @@ def run_fold(task: str, k: int, table, supported, folds, config, *, epochs: int 
             "best_epoch": report["best_epoch"], "train_seconds": seconds}
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["hidden=512", "lr=0.001"]`` -> TrainConfig field values, typed as the fields' defaults.
+
+    Example:
+        >>> parse_overrides(["hidden=512", "lr=1e-3"])
+        {'hidden': 512, 'lr': 0.001}
+        >>> parse_overrides(["width=3"])
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid override 'width=3': width is not a TrainConfig field (seed, test_fraction, val_fraction, n_members, hidden, depth, dropout, epochs, batch_size, lr, weight_decay, huber_beta, max_steps); write KEY=VALUE.
+    """
+    import dataclasses
+
+    from predictors.training import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    defaults = TrainConfig()
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"Invalid override {item!r}: {key} is not a TrainConfig field "
+                             f"({', '.join(fields)}); write KEY=VALUE.")
+        kind = float if isinstance(getattr(defaults, key), float) else int  # max_steps: None or an int
+        try:
+            out[key] = None if value == "None" else (int(value) if kind is int else float(value))
+        except ValueError:
+            raise ValueError(f"Invalid override {item!r}: expected a number for {key}.") from None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      epilog="Reruns reuse every finished fold of the same settings.")
@@ -113,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the shipped configuration's epochs (a quick check; not the reported protocol)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override fields of the shipped TrainConfig, e.g. --set hidden=512 lr=0.001 "
+                             "(a hyperparameter search; recorded in each fold's settings)")
+    parser.add_argument("--device", default="cpu", help="torch device to train on (default cpu; e.g. cuda)")
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="folds to run (default all)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
@@ -126,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     from predictors.training import DEFAULT_CONFIGS
 
     torch.set_num_threads(args.threads)
+    overrides = parse_overrides(args.overrides)
     records = []
     for task in args.tasks:
         raw, predictor_name, unit = TASKS[task]
@@ -137,16 +176,18 @@ def main(argv: list[str] | None = None) -> int:
         formulas = table["formula"].tolist()
         supported = supported_rows(formulas)
         folds = fold_indices(len(table))
-        config = DEFAULT_CONFIGS[predictor_name]
+        config = dataclasses.replace(DEFAULT_CONFIGS[predictor_name], **overrides)
         settings = {"format": FORMAT, "task": task, "config": dict(vars(config)), "epochs": args.epochs,
                     "data_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        if args.device != "cpu":  # other kernels: other last digits (absent for CPU runs, as before)
+            settings["device"] = args.device
         for k in tqdm(args.folds, desc=task, unit="fold"):
             fold_path = args.out / "matbench_folds" / task / f"fold{k}.json"
             stored = read_json_dict(fold_path)
             if stored is not None and stored.get("settings") == settings:
                 records.append(stored["record"])
                 continue
-            record = run_fold(task, k, table, supported, folds, config, epochs=args.epochs)
+            record = run_fold(task, k, table, supported, folds, config, epochs=args.epochs, device=args.device)
             fold_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(fold_path, {"settings": settings, "record": record})
             records.append(record)
@@ -163,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  else "")
     if args.epochs is not None:
         command += f" --epochs {args.epochs}"
+    if args.overrides:
+        command += " --set " + " ".join(args.overrides)
+    if args.device != "cpu":
+        command += f" --device {args.device}"
     if args.folds != [0, 1, 2, 3, 4]:
         command += " --folds " + " ".join(map(str, args.folds))
     lines = ["# Matbench protocol, composition only", "",

@@ -90,7 +90,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 
 def train(name: str, config: TrainConfig | None = None, *, table=None,
           splits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-          progress: bool = False) -> tuple[Predictor, dict]:
+          progress: bool = False, device: str = "cpu") -> tuple[Predictor, dict]:
     """Train one predictor on its curated table and evaluate it on the test split.
 
     Args:
@@ -100,6 +100,9 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
         splits: ``(fit, validation, test)`` row indices of ``table`` (default: :func:`split_rows`),
             e.g. the folds of an external protocol (``benchmarks/matbench.py``).
         progress: show a tqdm progress bar over epochs.
+        device: the torch device to train on (``"cpu"``, ``"cuda"``, ...); the returned
+            predictor is on the CPU either way. CPU and GPU runs of the same seed differ in the
+            last digits (other kernels), so a result records its device.
 
     Returns:
         ``(predictor, report)``; the report holds dataset sizes, test metrics, the test
@@ -113,6 +116,12 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
     from predictors.model import EnsembleMLP
 
     check_name(name)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"Invalid device={device!r}: expected a torch device such as 'cpu' or 'cuda'.") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Invalid device={str(device)!r}: CUDA is not available here; use device='cpu'.")
     cfg = config or DEFAULT_CONFIGS[name]
     t_start = time.perf_counter()
     table = load_table(name) if table is None else table
@@ -134,8 +143,10 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
     x_fit = torch.from_numpy(x_all[fit_idx])
     y_fit = torch.from_numpy(y_all[fit_idx].astype(np.float32))
     net.set_normalization(x_fit.mean(0), x_fit.std(0), float(y_fit.mean()), float(y_fit.std()))
-    y_fit_n = (y_fit - net.y_mean) / net.y_std
-    x_val = torch.from_numpy(x_all[val_idx])
+    y_fit_n = ((y_fit - net.y_mean) / net.y_std).to(device)
+    x_fit = x_fit.to(device)
+    net.to(device)
+    x_val = torch.from_numpy(x_all[val_idx]).to(device)
     y_val = y_all[val_idx]
 
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -155,7 +166,7 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
         for start in range(0, len(perm), cfg.batch_size):
             if step >= total_steps:
                 break
-            batch = perm[start : start + cfg.batch_size]
+            batch = perm[start : start + cfg.batch_size].to(device)
             pred = net.forward_normalized(x_fit[batch])  # (members, batch)
             loss = torch.nn.functional.smooth_l1_loss(
                 pred, y_fit_n[batch].expand_as(pred), beta=cfg.huber_beta
@@ -167,7 +178,7 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
             step += 1
         net.eval()
         with torch.inference_mode():
-            val_mae = float(np.mean(np.abs(net(x_val).mean(0).numpy() - y_val)))
+            val_mae = float(np.mean(np.abs(net(x_val).mean(0).cpu().numpy() - y_val)))
         if val_mae < best_mae:
             best_mae, best_epoch = val_mae, epoch
             best_state = {k: v.clone() for k, v in net.state_dict().items()}
@@ -177,6 +188,8 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
             break
     bar.close()
     net.load_state_dict(best_state)
+    net.to("cpu")
+    x_val = x_val.cpu()
     net.eval()
     train_seconds = time.perf_counter() - t_start
 

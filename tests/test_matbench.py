@@ -48,3 +48,31 @@ def test_one_fold_tiny_and_reused(tmp_path) -> None:
     stored = (tmp_path / "matbench_folds/matbench_log_kvrh/fold0.json").read_text()
     assert _module().main(argv) == 0  # the finished fold is reused, not retrained
     assert (tmp_path / "matbench_folds/matbench_log_kvrh/fold0.json").read_text() == stored
+
+
+@pytest.mark.skipif(not (DATASETS / "mp_log10_K_VRH.csv.gz").is_file(), reason="raw Matbench tables not present")
+def test_overrides_change_the_settings_key(tmp_path) -> None:
+    import json
+
+    base = ["--tasks", "matbench_log_kvrh", "--epochs", "1", "--folds", "0", "--threads", "1", "--out", str(tmp_path)]
+    assert _module().main(base + ["--set", "hidden=16", "n_members=2"]) == 0
+    path = tmp_path / "matbench_folds/matbench_log_kvrh/fold0.json"
+    first = json.loads(path.read_text())
+    assert first["settings"]["config"]["hidden"] == 16 and "device" not in first["settings"]
+    assert _module().main(base + ["--set", "hidden=24", "n_members=2"]) == 0  # other settings: retrained
+    assert json.loads(path.read_text())["settings"]["config"]["hidden"] == 24
+    assert "--set hidden=24 n_members=2" in (tmp_path / "matbench.md").read_text()
+
+
+def test_bad_override_and_device_are_named() -> None:
+    from predictors.training import TrainConfig, train
+
+    with pytest.raises(ValueError, match="lr=fast"):
+        _module().parse_overrides(["lr=fast"])
+    with pytest.raises(ValueError, match="device='nonsense'"):
+        train("bulk_modulus", TrainConfig(epochs=1, n_members=1, hidden=8), device="nonsense")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            train("bulk_modulus", TrainConfig(epochs=1, n_members=1, hidden=8), device="cuda")
