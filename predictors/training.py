@@ -46,7 +46,7 @@ class TrainConfig:
 
 
 DEFAULT_CONFIGS: dict[str, TrainConfig] = {
-    "formation_energy": TrainConfig(epochs=30, batch_size=512, hidden=384, n_members=4, huber_beta=0.1),
+    "formation_energy": TrainConfig(epochs=100, batch_size=512, hidden=384, n_members=4, huber_beta=0.1),
     "bulk_modulus": TrainConfig(epochs=60),
     "shear_modulus": TrainConfig(epochs=60),
     "sintering_temperature": TrainConfig(epochs=100, hidden=384, dropout=0.2, huber_beta=1.0),
