@@ -61,6 +61,9 @@ __all__ = [
     "curate_formation_energy",
     "curate_modulus",
     "curate_sintering_temperature",
+    "curate_calcination_temperature",
+    "heating_temperature_of_reaction",
+    "is_calcination_token",
     "evaluate_amount",
     "expand_target",
     "is_sintering_token",
@@ -83,6 +86,7 @@ RAW_FILES: dict[str, str] = {
     "bulk_modulus": "mp_log10_K_VRH.csv.gz",
     "shear_modulus": "mp_log10_G_VRH.csv.gz",
     "sintering_temperature": "kononova2019_solid-state_dataset_2019-12-03.json.xz",
+    "calcination_temperature": "kononova2019_solid-state_dataset_2019-12-03.json.xz",
 }
 """Raw file of each property, inside the datasets directory."""
 
@@ -101,6 +105,7 @@ PAPER_COUNTS: dict[str, int] = {
     "bulk_modulus": 9_888,
     "shear_modulus": 9_888,
     "sintering_temperature": 12_296,
+    "calcination_temperature": None,  # the conference paper has no calcination table
 }
 
 LN10 = math.log(10.0)  # ln x = LN10 * log10 x  (2.302585093...)
@@ -335,7 +340,8 @@ def _normalize_rows(
 ) -> pd.DataFrame:
     """Parse targets and formulas of a formula,target table; log the drops.
 
-    Returns a frame with columns formula, key, n_elements, target (one row per raw row).
+    Returns a frame with columns formula, key, n_elements, target, raw (the raw formula
+    string; one row per raw row).
     """
     n0 = len(df)
     dropped: Counter[str] = Counter()
@@ -363,8 +369,8 @@ def _normalize_rows(
         if isinstance(nf, str):
             dropped[nf] += 1
             continue
-        rows.append((nf.formula, nf.key, nf.n_elements, t))
-    out = pd.DataFrame(rows, columns=["formula", "key", "n_elements", "target"])
+        rows.append((nf.formula, nf.key, nf.n_elements, t, raw))
+    out = pd.DataFrame(rows, columns=["formula", "key", "n_elements", "target", "raw"])
     log.add("parse formula (80 elements only)", len(df), len(out), dropped)
     return out
 
@@ -421,18 +427,58 @@ def curate_formation_energy(path: Path) -> tuple[pd.DataFrame, StepLog]:
     return _finish(df[["formula", "target"]]), log
 
 
-def curate_modulus(path: Path, name: str) -> tuple[pd.DataFrame, StepLog]:
+R_GROUND_STATE = "other polymorph (not the lowest-energy cell formula)"
+
+
+def curate_modulus(path: Path, name: str, formation_energy_path: Path | None = None
+                   ) -> tuple[pd.DataFrame, StepLog]:
     """Bulk or shear modulus in ln(GPa) from Matbench's log10(GPa) (paper Appendix A.1).
 
-    Several structures of one reduced composition -> the mean of their ln values (the
-    geometric mean of the moduli): no structure-level information (e.g. the energy of each
-    polymorph) comes with the Matbench table to pick one, and the mean is the least noisy
-    label for a composition-only model. Single-element compounds are kept (the paper names
-    that filter only for the formation energies, and elements are valid compositions here).
+    Several structures of one reduced composition -> **the lowest-energy polymorph**, found
+    through the cell formula: Matbench writes each structure's unreduced cell formula
+    (``Mg1O1`` is rocksalt MgO, ``Mg4O4`` a 4-formula-unit cell of another polymorph), and the
+    formation-energy table of the same Materials Project snapshot uses the same strings. Each
+    elastic row gets the lowest formation energy of its cell formula in
+    ``formation_energy_path``; the rows whose cell formula has the lowest energy of the
+    composition are kept, and the label is the mean of their ln values (several rows when one
+    cell formula holds several polymorphs: then the energy cannot tell them apart). A
+    composition with no cell formula in the energy table falls back to the mean over its rows
+    (the geometric mean modulus), as does every composition when ``formation_energy_path`` is
+    None. Single-element compounds are kept (the paper names that filter only for the
+    formation energies, and elements are valid compositions here).
+
+    Example: MgO has the rows ``Mg1O1`` (K = 151, G = 119 GPa; E_f -3.065 eV/atom) and
+    ``Mg4O4`` (K = 115, G = 48; E_f -2.974): the label is rocksalt's 151 / 119 GPa, where the
+    mean gave 132 / 75 (experiment: 162 / 131).
     """
     log = StepLog(name)
     df = _normalize_rows(_read_formula_target_csv(path), log, transform=lambda t: LN10 * t)
     n = len(df)
+    if formation_energy_path is not None:
+        energies = _read_formula_target_csv(formation_energy_path)
+        energy = pd.to_numeric(energies["target"], errors="coerce")
+        lowest = energy.groupby(energies["formula"].to_numpy()).min()
+        df["energy"] = df["raw"].map(lowest).astype(float)
+        best = df.groupby("key", sort=False)["energy"].transform("min")
+        has_energy = best.notna()
+        keep = ~has_energy | (df["energy"] == best)
+        several = df[df.groupby("key", sort=False)["key"].transform("size") > 1]
+        at_lowest = (several["energy"] == best[several.index]).groupby(several["key"]).sum()
+        matched = several["energy"].notna().groupby(several["key"]).any()
+        n_resolved = int(((at_lowest == 1) & matched).sum())
+        n_tied = int(((at_lowest > 1) & matched).sum())
+        n_unmatched = int((~matched).sum())
+        df = df[keep]
+        log.add(
+            "keep the lowest-energy polymorph per reduced composition",
+            n,
+            len(df),
+            {R_GROUND_STATE: n - len(df)},
+            note=f"cell formulas matched in {formation_energy_path.name}; compositions with several rows: "
+            f"{n_resolved:,} resolved to one row, {n_tied:,} whose lowest-energy cell formula holds several rows "
+            f"(their mean), {n_unmatched:,} without a matching cell formula (mean of all rows)",
+        )
+        n = len(df)
     grouped = df.groupby("key", sort=False).agg(
         formula=("formula", _representative_formula), target=("target", "mean")
     )
@@ -683,6 +729,37 @@ def is_sintering_token(token: Any) -> bool:
     return SINTERING_STEM in t and not t.startswith(NOT_SINTERING_PREFIXES)
 
 
+CALCINATION_STEM = "calcin"
+"""A HeatingOperation is a calcination step when its token contains this stem ("calcined",
+"calcination", "calcinated", "pre-calcined", "re-calcined", ...)."""
+
+
+def is_calcination_token(token: Any) -> bool:
+    """Whether a HeatingOperation with this token counts as a calcination step.
+
+    Pre- and re-calcinations count (unlike pre-sintering): the last calcination step of a
+    recipe is its final calcination, and a recipe whose only calcination is called
+    "pre-calcined" (before a sintering) calcines there.
+
+    Example:
+        >>> [is_calcination_token(t) for t in ("calcined", "pre-calcined", "sintered", "calcified")]
+        [True, True, False, False]
+    """
+    return isinstance(token, str) and CALCINATION_STEM in token.strip().lower()
+
+
+HEATING_STEPS: dict[str, Callable[[Any], bool]] = {
+    "sintering": is_sintering_token,
+    "calcination": is_calcination_token,
+}
+"""The heating steps a temperature table can be built from, with the token rule of each."""
+
+
+def _for_step(reason: str, step: str) -> str:
+    """A sintering reason string, reworded for another heating step."""
+    return reason if step == "sintering" else reason.replace("sintering", step)
+
+
 def _number(x: Any) -> float | None:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
@@ -727,21 +804,25 @@ def step_temperature(operation: Mapping[str, Any]) -> tuple[float | None, Counte
     return max(temps), Counter()
 
 
-def sintering_temperature_of_reaction(
-    reaction: Mapping[str, Any],
+def heating_temperature_of_reaction(
+    reaction: Mapping[str, Any], step: str = "sintering"
 ) -> tuple[float, Mapping[str, Any]]:
-    """The sintering temperature (C) of a reaction and the operation it comes from.
+    """The temperature (C) of a reaction's ``step`` (``"sintering"`` or ``"calcination"``).
 
-    Sintering steps are the HeatingOperations accepted by :func:`is_sintering_token`; the
-    last of them in order that reports a usable temperature is taken (the paper: "if
-    sintering occurred more than once in a recipe, the last operation in chronological
-    order was taken"). A recipe that also melts (a heating step whose token starts with
+    The steps are the HeatingOperations accepted by the step's token rule
+    (:data:`HEATING_STEPS`); the last of them in order that reports a usable temperature is
+    taken (the paper, for sintering: "if sintering occurred more than once in a recipe, the
+    last operation in chronological order was taken"; for calcination the last one is the
+    final calcination). A recipe that also melts (a heating step whose token starts with
     ``melt``) is a melt-quench (glass, glass-ceramic) route and is rejected.
 
     Raises:
-        CurationError: no sintering step; or sintering steps without a usable temperature
-            (the most specific reason); or the temperature outside 200-2000 C.
+        CurationError: no such step; or such steps without a usable temperature (the most
+            specific reason); or the temperature outside 200-2000 C.
+        ValueError: an unknown ``step``.
     """
+    if step not in HEATING_STEPS:
+        raise ValueError(f"Invalid step={step!r}: expected one of {sorted(HEATING_STEPS)}.")
     operations = reaction.get("operations")
     if not isinstance(operations, list):
         raise CurationError(R_MALFORMED_REACTION, "operations is not a list")
@@ -750,23 +831,31 @@ def sintering_temperature_of_reaction(
         for op in operations
         if isinstance(op, Mapping) and op.get("type") == "HeatingOperation"
     ]
-    sintering = [op for op in heating if is_sintering_token(op.get("token"))]
-    if not sintering:
-        raise CurationError(R_NO_SINTERING_STEP)
+    chosen = [op for op in heating if HEATING_STEPS[step](op.get("token"))]
+    if not chosen:
+        raise CurationError(_for_step(R_NO_SINTERING_STEP, step))
     if any(str(op.get("token", "")).strip().lower().startswith("melt") for op in heating):
         raise CurationError(R_MELT)
     reasons: Counter[str] = Counter()
-    for op in reversed(sintering):
+    for op in reversed(chosen):
         t, why = step_temperature(op)
         if t is not None:
             if not (T_MIN_C <= t <= T_MAX_C):
-                raise CurationError(R_OUT_OF_RANGE, f"{t:.1f} C")
+                raise CurationError(_for_step(R_OUT_OF_RANGE, step), f"{t:.1f} C")
             return t, op
         reasons.update(why)
     for reason in (R_BAD_UNITS, R_EMPTY_VALUES, R_NO_TEMPERATURE):
         if reasons[reason]:
-            raise CurationError(reason)
-    raise CurationError(R_NO_TEMPERATURE)
+            raise CurationError(_for_step(reason, step))
+    raise CurationError(_for_step(R_NO_TEMPERATURE, step))
+
+
+def sintering_temperature_of_reaction(
+    reaction: Mapping[str, Any],
+) -> tuple[float, Mapping[str, Any]]:
+    """The sintering temperature (C) of a reaction and the operation it comes from
+    (:func:`heating_temperature_of_reaction` with ``step="sintering"``)."""
+    return heating_temperature_of_reaction(reaction, "sintering")
 
 
 def load_kononova(path: Path) -> list[dict[str, Any]]:
@@ -789,8 +878,10 @@ def curate_sintering_temperature(
     *,
     progress: bool = True,
     max_report_sem: float | None = MAX_REPORT_SEM_C,
+    step: str = "sintering",
 ) -> tuple[pd.DataFrame, StepLog]:
-    """Sintering temperature (C) per reduced composition from Kononova et al. (2019).
+    """Sintering (or, with ``step="calcination"``, calcination) temperature (C) per reduced
+    composition from Kononova et al. (2019).
 
     Steps (all counted in the returned log):
 
@@ -810,10 +901,13 @@ def curate_sintering_temperature(
         reactions: the reactions list, or a path to the Kononova json(.xz) file.
         progress: show a tqdm progress bar over the reactions.
         max_report_sem: the disagreement cut of step 5 in C (None keeps everything).
+        step: the heating step whose temperature is tabulated (:data:`HEATING_STEPS`).
     """
+    if step not in HEATING_STEPS:
+        raise ValueError(f"Invalid step={step!r}: expected one of {sorted(HEATING_STEPS)}.")
     if isinstance(reactions, (str, Path)):
         reactions = load_kononova(Path(reactions))
-    log = StepLog("sintering_temperature")
+    log = StepLog(f"{step}_temperature")
     iterator: Iterable[Any] = reactions
     if progress:
         from tqdm.auto import tqdm
@@ -833,7 +927,7 @@ def curate_sintering_temperature(
             temp_drops[R_MALFORMED_REACTION] += 1
             continue
         try:
-            temperature, _ = sintering_temperature_of_reaction(reaction)
+            temperature, _ = heating_temperature_of_reaction(reaction, step)
         except CurationError as exc:
             temp_drops[exc.reason] += 1
             continue
@@ -862,7 +956,7 @@ def curate_sintering_temperature(
 
     n_in = len(reactions)
     log.add(
-        "sintering temperature of each reaction",
+        f"{step} temperature of each reaction",
         n_in,
         n_with_temperature,
         temp_drops,
@@ -926,6 +1020,23 @@ def curate_sintering_temperature(
     return _finish(out), log
 
 
+def curate_calcination_temperature(
+    reactions: Sequence[Mapping[str, Any]] | Path,
+    *,
+    progress: bool = True,
+    max_report_sem: float | None = MAX_REPORT_SEM_C,
+) -> tuple[pd.DataFrame, StepLog]:
+    """Calcination temperature (C) per reduced composition from Kononova et al. (2019).
+
+    The sintering rules with the calcination steps (:func:`is_calcination_token`): the last
+    calcination step of a recipe with a temperature, its peak, K -> C, 200-2000 C, melt-quench
+    recipes dropped, the mean within an article and then over articles, disagreeing articles
+    dropped (:func:`curate_sintering_temperature`).
+    """
+    return curate_sintering_temperature(reactions, progress=progress, max_report_sem=max_report_sem,
+                                        step="calcination")
+
+
 # --- driver ---------------------------------------------------------------------------------
 
 
@@ -957,13 +1068,19 @@ def _rules(prop: str) -> dict[str, Any]:
         return {
             **common,
             "units": "ln(GPa) = 2.302585093 * log10(GPa)",
-            "duplicates": "mean of ln values",
+            "duplicates": "the lowest-energy polymorph: rows whose cell formula has the lowest formation "
+            "energy in mp_e_form.csv.gz (mean of ln values among them; mean of all rows without a match)",
             "single_element": "kept",
         }
+    if prop == "calcination_temperature":
+        step_rule = {"calcination_step": f"HeatingOperation whose token contains {CALCINATION_STEM!r} "
+                     "(pre- and re-calcinations included); last one with a temperature"}
+    else:
+        step_rule = {"sintering_step": f"HeatingOperation whose token contains {SINTERING_STEM!r} and does "
+                     f"not start with {NOT_SINTERING_PREFIXES}; last one with a temperature"}
     return {
         **common,
-        "sintering_step": f"HeatingOperation whose token contains {SINTERING_STEM!r} and does "
-        f"not start with {NOT_SINTERING_PREFIXES}; last one with a temperature",
+        **step_rule,
         "step_temperature": "highest value of the step (values and max_value), K -> C",
         "melt_quench_recipes": "dropped",
         "range_C": [T_MIN_C, T_MAX_C],
@@ -1008,8 +1125,15 @@ def curate(
             df, log = curate_formation_energy(raw)
             fmt = "%.6f"
         elif prop in ("bulk_modulus", "shear_modulus"):
-            df, log = curate_modulus(raw, prop)
+            energies = datasets / RAW_FILES["formation_energy"]
+            if not energies.is_file():
+                raise FileNotFoundError(f"{energies} not found; the moduli's ground-state rule needs "
+                                        f"{RAW_FILES['formation_energy']} in --datasets DIR")
+            df, log = curate_modulus(raw, prop, energies)
             fmt = "%.6f"
+        elif prop == "calcination_temperature":
+            df, log = curate_calcination_temperature(raw, progress=progress)
+            fmt = "%.2f"
         else:
             df, log = curate_sintering_temperature(raw, progress=progress)
             fmt = "%.2f"
@@ -1027,7 +1151,8 @@ def curate(
         report[prop] = entry
         if verbose:
             print(log.format_table())
-            print(f"-> {len(df):,} rows (paper: {PAPER_COUNTS[prop]:,})\n")
+            paper = PAPER_COUNTS[prop]
+            print(f"-> {len(df):,} rows (paper: {'-' if paper is None else f'{paper:,}'})\n")
         if out is not None:
             _write_table(df, Path(out) / f"{prop}.csv.gz", fmt)
     if out is not None:
@@ -1048,7 +1173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m predictors.curation",
         description="Build the curated predictor training tables (formation energy, bulk and "
-        "shear modulus, sintering temperature) from the raw datasets and write them as "
+        "shear modulus, sintering and calcination temperature) from the raw datasets and write them as "
         "gzip CSV plus curation_report.json. Rules: predictors/DATA.md.",
     )
     parser.add_argument(

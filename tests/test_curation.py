@@ -20,7 +20,7 @@ from oxide_env.chemistry.composition import formula_to_amounts
 from predictors import curation as C
 
 DATA_DIR = Path(C.__file__).resolve().parent / "data"
-TABLES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
+TABLES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature", "calcination_temperature")
 
 
 # --- formulas --------------------------------------------------------------------------------
@@ -469,10 +469,57 @@ def test_curate_modulus_ln_and_mean(tmp_path):
     assert log.steps[0]["dropped"] == {C.R_NON_FINITE: 1}
 
 
+def test_curate_modulus_keeps_the_lowest_energy_polymorph(tmp_path):
+    k = _write_csv(tmp_path / "k.csv.gz", [("Mg1O1", 2.179), ("Mg4O4", 2.061),  # rocksalt, another polymorph
+                                           ("Al4O6", 2.2), ("Al4O6", 2.4), ("Al8O12", 2.0),  # a tie in Al4O6
+                                           ("Zn1O1", 2.1), ("Zn2O2", 2.2)])  # no energies: mean
+    e = _write_csv(tmp_path / "e.csv.gz", [("Mg1O1", -3.065), ("Mg1O1", -2.5), ("Mg4O4", -2.974),
+                                           ("Al4O6", -3.42), ("Al8O12", -3.40), ("Ca1O1", -3.2)])
+    df, log = C.curate_modulus(k, "bulk_modulus", e)
+    got = dict(zip(df["formula"], df["target"]))
+    assert got["MgO"] == pytest.approx(math.log(10) * 2.179)  # rocksalt's K, not the mean
+    assert got["Al2O3"] == pytest.approx(math.log(10) * 2.3)  # the two Al4O6 rows, not Al8O12
+    assert got["ZnO"] == pytest.approx(math.log(10) * 2.15)
+    step = next(s for s in log.steps if s["step"].startswith("keep the lowest-energy"))
+    assert step["dropped"] == {C.R_GROUND_STATE: 2}
+    assert "1 resolved to one row, 1 whose lowest-energy cell formula holds several rows" in step["note"]
+    assert "1 without a matching cell formula" in step["note"]
+    plain, _ = C.curate_modulus(k, "bulk_modulus")  # without the energies: the mean of every row
+    assert dict(zip(plain["formula"], plain["target"]))["MgO"] == pytest.approx(math.log(10) * 2.12)
+
+
+def test_calcination_step_choice():
+    mix = {"token": "mixed", "type": "Mixing", "conditions": None}
+    ops = [mix, _heat("calcined", _temp([800.0])), _heat("re-calcined", _temp([950.0])),
+           _heat("sintered", _temp([1300.0]))]
+    assert C.heating_temperature_of_reaction(_reaction(ops), "calcination")[0] == 950.0  # the last calcination
+    assert C.heating_temperature_of_reaction(_reaction(ops), "sintering")[0] == 1300.0
+    ops = [_heat("pre-calcined", _temp([700.0])), _heat("sintered", _temp([1250.0]))]
+    assert C.heating_temperature_of_reaction(_reaction(ops), "calcination")[0] == 700.0
+    with pytest.raises(C.CurationError) as info:
+        C.heating_temperature_of_reaction(_reaction([_heat("sintered", _temp([1300.0]))]), "calcination")
+    assert info.value.reason == "no heating step counted as calcination"
+    with pytest.raises(C.CurationError) as info:
+        C.heating_temperature_of_reaction(_reaction([_heat("calcined", _temp([2500.0]))]), "calcination")
+    assert info.value.reason == "calcination temperature outside 200-2000 C"
+    with pytest.raises(ValueError, match="step='drying'"):
+        C.heating_temperature_of_reaction(_reaction(ops), "drying")
+
+
+def test_curate_calcination_on_fake_reactions():
+    df, log = C.curate_calcination_temperature(_fake_reactions(), progress=False)
+    assert log.name == "calcination_temperature"
+    assert log.steps[0]["step"] == "calcination temperature of each reaction"
+    assert df["target"].between(C.T_MIN_C, C.T_MAX_C).all()
+    assert "BaTiO3" in set(df["formula"])  # the fake reactions' one calcination (900 C)
+    assert dict(zip(df["formula"], df["target"]))["BaTiO3"] == 900.0
+
+
 def test_curate_writes_tables_and_report(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     _write_csv(raw / C.RAW_FILES["bulk_modulus"], [("Mg1O1", 2.0), ("Al2O3", 2.3)])
+    _write_csv(raw / C.RAW_FILES["formation_energy"], [("Mg1O1", -3.0), ("Al2O3", -3.4)])  # the ground-state rule
     with lzma.open(raw / C.RAW_FILES["sintering_temperature"], "wt") as fh:
         json.dump({"reactions": _fake_reactions()}, fh)
     out = tmp_path / "out"
@@ -518,6 +565,7 @@ EXPECTED_ROWS = {
     "bulk_modulus": (8_500, 10_500),
     "shear_modulus": (8_500, 10_500),
     "sintering_temperature": (9_000, 14_000),
+    "calcination_temperature": (8_000, 12_000),
 }
 
 
@@ -551,6 +599,12 @@ def test_shipped_value_ranges():
     assert (s["n_reports"] >= 1).all() and (s["target_std"] >= 0).all()
     assert (s.loc[s["n_reports"] == 1, "target_std"] == 0).all()
     assert 900 < s["target"].mean() < 1400
+    c = _load("calcination_temperature")
+    assert list(c.columns) == ["formula", "target", "n_reports", "target_std"]
+    assert c["target"].between(C.T_MIN_C, C.T_MAX_C).all()
+    assert 800 < c["target"].mean() < s["target"].mean()  # one calcines below the sintering temperature
+    both = s.merge(c, on="formula", suffixes=("_s", "_c"))
+    assert len(both) > 2000 and (both["target_c"] < both["target_s"]).mean() > 0.8
 
 
 def test_shipped_report_matches_tables():
