@@ -879,6 +879,7 @@ def curate_sintering_temperature(
     progress: bool = True,
     max_report_sem: float | None = MAX_REPORT_SEM_C,
     step: str = "sintering",
+    over_articles: str = "median",
 ) -> tuple[pd.DataFrame, StepLog]:
     """Sintering (or, with ``step="calcination"``, calcination) temperature (C) per reduced
     composition from Kononova et al. (2019).
@@ -890,9 +891,11 @@ def curate_sintering_temperature(
     2. per reaction: the concrete target compositions (:func:`expand_target`: skip element
        variables, substitute each listed value of the amount variables);
     3. per composition: the canonical formula (80 elements only, reduced);
-    4. average per reduced composition: first within an article (DOI), then over
-       articles; ``n_reports`` is the number of articles, ``target_std`` the standard
-       deviation over articles (0 for one);
+    4. average per reduced composition: the mean within an article (DOI), then the
+       ``over_articles`` aggregate (default the median: a few articles' mis-read
+       "sintering" steps, e.g. 400-600 C heat treatments of ZnO nanopowders, pull a mean down
+       but not a median); ``n_reports`` is the number of articles, ``target_std`` the
+       standard deviation over articles (0 for one);
     5. drop compositions whose articles disagree: standard error of the per-article
        means (``target_std / sqrt(n_reports)``) above :data:`MAX_REPORT_SEM_C`, unless
        ``max_report_sem`` is None.
@@ -901,10 +904,13 @@ def curate_sintering_temperature(
         reactions: the reactions list, or a path to the Kononova json(.xz) file.
         progress: show a tqdm progress bar over the reactions.
         max_report_sem: the disagreement cut of step 5 in C (None keeps everything).
+        over_articles: ``"median"`` or ``"mean"`` of the per-article temperatures.
         step: the heating step whose temperature is tabulated (:data:`HEATING_STEPS`).
     """
     if step not in HEATING_STEPS:
         raise ValueError(f"Invalid step={step!r}: expected one of {sorted(HEATING_STEPS)}.")
+    if over_articles not in ("median", "mean"):
+        raise ValueError(f"Invalid over_articles={over_articles!r}: expected 'median' or 'mean'.")
     if isinstance(reactions, (str, Path)):
         reactions = load_kononova(Path(reactions))
     log = StepLog(f"{step}_temperature")
@@ -991,12 +997,12 @@ def curate_sintering_temperature(
     per_doi = per_doi.reset_index()
     grouped = per_doi.groupby("key", sort=False).agg(
         formula=("formula", _representative_formula),
-        target=("target", "mean"),
+        target=("target", over_articles),
         n_reports=("doi", "nunique"),
         target_std=("target", lambda s: float(np.std(s.to_numpy(), ddof=0))),
     )
     log.add(
-        "average per reduced composition (within article, then over articles)",
+        f"average per reduced composition (mean within article, {over_articles} over articles)",
         len(df),
         len(grouped),
         {R_DUPLICATE: len(df) - len(grouped)},
@@ -1030,7 +1036,7 @@ def curate_calcination_temperature(
 
     The sintering rules with the calcination steps (:func:`is_calcination_token`): the last
     calcination step of a recipe with a temperature, its peak, K -> C, 200-2000 C, melt-quench
-    recipes dropped, the mean within an article and then over articles, disagreeing articles
+    recipes dropped, the mean within an article and then the median over articles, disagreeing articles
     dropped (:func:`curate_sintering_temperature`).
     """
     return curate_sintering_temperature(reactions, progress=progress, max_report_sem=max_report_sem,
@@ -1087,7 +1093,7 @@ def _rules(prop: str) -> dict[str, Any]:
         "variables": "each listed value of amounts_vars; product over variables "
         f"(at most {MAX_VARIABLE_COMBINATIONS}); del_O = 0",
         "skipped_targets": "elements_vars, unspecified oxygen index",
-        "aggregation": "mean within article (DOI), then mean over articles",
+        "aggregation": "mean within article (DOI), then median over articles",
         "max_standard_error_C": MAX_REPORT_SEM_C,
     }
 

@@ -634,3 +634,15 @@ def test_rebuild_from_raw_matches_shipped(tmp_path):
         rebuilt = (tmp_path / f"{name}.csv.gz").read_bytes()
         shipped = (DATA_DIR / f"{name}.csv.gz").read_bytes()
         assert gzip.decompress(rebuilt) == gzip.decompress(shipped), name
+
+
+def test_median_over_articles_resists_a_misread_article():
+    bt = _target({"Ba": "1", "Ti": "1", "O": "3"}, formula="BaTiO3")
+    reactions = [_reaction([_heat("sintered", _temp([t]))], bt, doi=doi)
+                 for t, doi in ((1300.0, "10.1/a"), (1250.0, "10.1/b"), (400.0, "10.1/c"))]  # c: a nanopowder anneal
+    median, _ = C.curate_sintering_temperature(reactions, progress=False, max_report_sem=None)
+    mean, _ = C.curate_sintering_temperature(reactions, progress=False, max_report_sem=None, over_articles="mean")
+    assert median["target"].tolist() == [1250.0] and mean["target"].tolist() == [pytest.approx(983.33, abs=0.01)]
+    assert median["n_reports"].tolist() == [3]
+    with pytest.raises(ValueError, match="over_articles='max'"):
+        C.curate_sintering_temperature(reactions, progress=False, over_articles="max")
