@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oxide_env.tasks import PREDICTOR_NAMES  # the predictors' names (one home)
+
 METRIC_NAMES = {
     "n": "n",
     "pct_charge_neutral": "% charge neutral (ours)",
@@ -330,8 +332,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-PREDICTOR_NAMES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
-"""The predictors' names (``predictors.PREDICTOR_NAMES``; tests check they agree)."""
 
 
 def _positive_int(text: str) -> int:
@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the composition metrics (no properties, hull, domain or %% plausible)")
     p.add_argument("--domain", nargs="+", choices=PREDICTOR_NAMES, default=None, metavar="PROPERTY",
                    help="predictors whose applicability domain a plausible design must be inside, besides "
-                   "formation_energy (default: all four)")
+                   "formation_energy (default: all of them)")
 
     p.add_argument("--reference", default=None,
                    help="formulas for %% novel: a file, 'training' (the predictors' training data) "
@@ -391,12 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_arguments(p)
     p.set_defaults(func=cmd_baseline)
 
-    p = sub.add_parser("predict", help="Predict the four properties of formulas, with uncertainty.",
+    p = sub.add_parser("predict", help="Predict the five properties of formulas, with uncertainty.",
                        description="Predicted formation energy (eV/atom), ln bulk and shear modulus "
                        "(ln GPa) and sintering temperature (degC) with the shipped predictors.")
     p.add_argument("formulas", nargs="+", help="formulas, e.g. BaTiO3 MgAl2O4")
     p.add_argument("--property", nargs="+", choices=PREDICTOR_NAMES, metavar="PROPERTY",
-                   help=f"only these predictors: {', '.join(PREDICTOR_NAMES)} (default: all four)")
+                   help=f"only these predictors: {', '.join(PREDICTOR_NAMES)} (default: all)")
     p.add_argument("--json", metavar="PATH", help="also write the predictions as JSON")
     p.set_defaults(func=cmd_predict)
 
@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the ensemble MLP predictors on predictors/data/ (seeded "
                        "90/10 split) and write safetensors weights.")
     p.add_argument("--property", nargs="+", choices=PREDICTOR_NAMES, metavar="PROPERTY",
-                   help=f"only these predictors: {', '.join(PREDICTOR_NAMES)} (default: all four)")
+                   help=f"only these predictors: {', '.join(PREDICTOR_NAMES)} (default: all)")
     p.add_argument("--seed", type=int, default=0, help="split and initialisation seed (default 0)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the number of epochs (>= 1)")
     p.add_argument("--out", metavar="DIR", help="where to write weights (default: the package's weights/)")
@@ -458,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="n distinct reduced formulas (duplicates are redrawn)")
     p.add_argument("--domain", nargs="+", choices=PREDICTOR_NAMES, default=None, metavar="PROPERTY",
                    help="predictors whose applicability domain a plausible design must be inside, besides "
-                   "formation_energy (default: all four)")
+                   "formation_energy (default: all of them)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="also load a model file that needs unpickling (plain SB3 or older files): unpickling "
                    "runs any code the file holds, so only for files you trust")

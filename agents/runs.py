@@ -300,7 +300,7 @@ def assess_run(formulas: Sequence[str], task: BenchTask, method: Method, referen
     """Metrics and per-material checks of one run (:func:`predictors.assess.assess`).
 
     A plausible design must be inside the applicability domain of ``formation_energy`` and of the
-    task's properties. The random baseline serves every task, so it is checked against all four
+    task's properties. The random baseline serves every task, so it is checked against every
     domains, and its ``pct_in_domain@<task>`` / ``pct_plausible@<task>`` are stored for each task.
     """
     from oxide_env.chemistry.metrics import PLAUSIBLE_FORMATION_ENERGY, pct_novel

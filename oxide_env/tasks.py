@@ -6,13 +6,14 @@ eV/atom, K and G in ln GPa, S in degC), so the paper's lambda keep their meaning
 
 Presets (the paper's Table 3):
 
-=========================  ==========================================
-``formation_energy``       ``-E``
-``bulk_modulus``           ``K``
-``shear_modulus``          ``G``
-``sintering_temperature``  ``-S``
-``sintering_bulk``         ``-S + lam * K``, ``lam`` in 62.5, 125, 250
-=========================  ==========================================
+=============================  ==========================================================
+``formation_energy``           ``-E``
+``bulk_modulus``               ``K``
+``shear_modulus``              ``G``
+``sintering_temperature``      ``-S``
+``sintering_bulk``             ``-S + lam * K``, ``lam`` in 62.5, 125, 250
+``calcination_temperature``    ``-C`` (the journal extension's calcination temperature, degC)
+=============================  ==========================================================
 
 Example:
     >>> make_task("sintering_bulk", lam=125).terms
@@ -33,7 +34,9 @@ import numpy as np
 from oxide_env.chemistry.checks import check_number, describe
 from oxide_env.chemistry.features import featurize
 
-PREDICTOR_NAMES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
+PREDICTOR_NAMES = (
+    "formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature", "calcination_temperature",
+)
 PAPER_LAMBDAS = (62.5, 125.0, 250.0)
 TASK_PRESETS: dict[str, dict[str, float]] = {
     "formation_energy": {"formation_energy": -1.0},
@@ -41,6 +44,7 @@ TASK_PRESETS: dict[str, dict[str, float]] = {
     "shear_modulus": {"shear_modulus": 1.0},
     "sintering_temperature": {"sintering_temperature": -1.0},
     "sintering_bulk": {"sintering_temperature": -1.0, "bulk_modulus": 125.0},
+    "calcination_temperature": {"calcination_temperature": -1.0},
 }
 """Preset name -> terms; ``sintering_bulk``'s bulk weight is replaced by ``lam``."""
 

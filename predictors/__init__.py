@@ -6,7 +6,7 @@ Four models, one interface (:class:`~predictors.base.Predictor`): ``predict(comp
 Example:
     >>> import predictors
     >>> predictors.PREDICTOR_NAMES
-    ('formation_energy', 'bulk_modulus', 'shear_modulus', 'sintering_temperature')
+    ('formation_energy', 'bulk_modulus', 'shear_modulus', 'sintering_temperature', 'calcination_temperature')
     >>> model = predictors.load("sintering_temperature")
     >>> model.units, model.predict(["BaTiO3"]).shape
     ('degC', (1,))

@@ -8,7 +8,7 @@ ships: the four property models, the convex hull of the known compounds
 
 Which domains count for ``in_domain`` / ``pct_plausible``: ``formation_energy`` (the
 stability proxy is part of plausibility) plus the properties named in ``domain_properties``
-— by default all four; the Table 1 benchmark passes the properties of each task.
+— by default all five; the Table 1 benchmark passes the properties of each task.
 
 Example:
     >>> from predictors.assess import assess
@@ -29,7 +29,7 @@ __all__ = ["assess", "domain_names"]
 
 
 def domain_names(properties: Sequence[str] | None) -> list[str]:
-    """``formation_energy`` followed by the other ``properties`` (all four for ``None``)."""
+    """``formation_energy`` followed by the other ``properties`` (every predictor for ``None``)."""
     names = list(PREDICTOR_NAMES if properties is None else properties)
     for name in names:
         check_name(name)
@@ -47,7 +47,7 @@ def assess(
     Args:
         formulas: designs as generated (formulas or an ``(n, 80)`` count matrix).
         domain_properties: predictors whose applicability domain a plausible design must be
-            inside, besides ``formation_energy`` (``None``: all four).
+            inside, besides ``formation_energy`` (``None``: every predictor).
         novelty: add ``pct_novel`` against the predictors' training data.
 
     Returns:

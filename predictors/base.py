@@ -31,6 +31,7 @@ PREDICTOR_NAMES: tuple[str, ...] = (
     "bulk_modulus",
     "shear_modulus",
     "sintering_temperature",
+    "calcination_temperature",
 )
 """Names accepted by :func:`load`."""
 
@@ -39,12 +40,14 @@ UNITS: dict[str, str] = {
     "bulk_modulus": "ln(GPa)",
     "shear_modulus": "ln(GPa)",
     "sintering_temperature": "degC",
+    "calcination_temperature": "degC",
 }
 DESCRIPTIONS: dict[str, str] = {
     "formation_energy": "formation energy per atom (DFT, Materials Project)",
     "bulk_modulus": "natural log of the VRH bulk modulus (DFT, Materials Project)",
     "shear_modulus": "natural log of the VRH shear modulus (DFT, Materials Project)",
     "sintering_temperature": "sintering temperature (text-mined solid-state syntheses)",
+    "calcination_temperature": "final calcination temperature (text-mined solid-state syntheses)",
 }
 
 

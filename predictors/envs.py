@@ -42,7 +42,7 @@ def reward_model(task: str | Mapping[str, float] | Task | Callable[[np.ndarray],
 
     Args:
         task, lam: see :func:`oxide_env.tasks.make_task`.
-        predictors: ``{name: predictor or callable}`` replacing the shipped models (default: all four).
+        predictors: ``{name: predictor or callable}`` replacing the shipped models (default: all five).
         constraints: terminal design constraints (:func:`oxide_env.tasks.make_constraints`).
         domain_models: replaces the shipped applicability-domain models of ``in_domain``.
         invalid_penalty, uncertainty_penalty, cache_size: see :class:`~oxide_env.tasks.RewardModel`.
