@@ -15,7 +15,7 @@ BaTiO3 for sintering) this script compares, per row with its source and a confid
 
 Beside each prediction is the training **label** of the same composition (the curated
 tables of ``predictors/data``, when the composition is in them), which separates model error
-from label error (the moduli labels average every Materials Project polymorph, DATA.md).
+from label error (the moduli labels are those of the lowest-energy cell formula, DATA.md).
 Marks: ``high`` (standard reference values), ``moderate`` (recalled from the literature,
 consistent across sources to a few %), ``uncertain`` (phase or processing dependent); the
 summary is given over all rows and over the ``high`` rows.
