@@ -12,9 +12,9 @@ Rows:
     two parsers' amount matrices are compared exactly (``np.array_equal``);
   * one predictor: ``predictor.predict(formulas)`` (parse + featurize + ensemble), per
     predictor, against ``predict`` of the general parser's amounts and of a ready amount matrix;
-  * all four from one list: parse once, featurize once, four ensembles (what
+  * all five from one list: parse once, featurize once, five ensembles (what
     ``predictors.assess`` and the environment's reward do); predictions/s counts compositions
-    (each gets four properties).
+    (each gets five properties).
 
 Goal (issue 13): >= 20,000 predictions/s from formula strings on 2 CPU cores.
 
@@ -110,15 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         })
         print(rows[-1], flush=True)
 
-    def four(parse):
+    def every(parse):
         x = featurize(parse(sample))
         return [m.members_from_features(x).mean(axis=0) for m in models]
 
     rows.append({
-        "what": "all four from one list (one parse, one featurization)", "n": len(sample),
-        "general_per_s": len(sample) / best_seconds(lambda: four(general_amounts), args.repeat),
-        "fast_per_s": len(sample) / best_seconds(lambda: four(formulas_to_amounts), args.repeat),
-        "amounts_per_s": len(sample) / best_seconds(lambda: four(lambda s: amounts), args.repeat),
+        "what": "all five from one list (one parse, one featurization)", "n": len(sample),
+        "general_per_s": len(sample) / best_seconds(lambda: every(general_amounts), args.repeat),
+        "fast_per_s": len(sample) / best_seconds(lambda: every(formulas_to_amounts), args.repeat),
+        "amounts_per_s": len(sample) / best_seconds(lambda: every(lambda s: amounts), args.repeat),
     })
     print(rows[-1], flush=True)
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "",
         "\"one predictor\" is `predictor.predict(formulas)`: parse, featurize, ensemble of that "
-        "property. \"all four\" counts compositions that get all four properties. The string rate "
+        "property. \"all five\" counts compositions that get all five properties. The string rate "
         "cannot exceed the amount-matrix rate; what is left above it is the network.",
         "",
         f"Command: `python benchmarks/formula_speed.py --n {args.n} --threads {args.threads} --repeat {args.repeat}`",
