@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Parity plots: " + ", ".join(f"`parity_{r['property']}.png`" for r in rows) + ".",
         "",
+        "Against experiment: the known-oxides tables (moduli of MgO, Al2O3, TiO2, ZrO2, SiO2, ZnO, CaO, SrTiO3, "
+        "MgAl2O4, Fe2O3 from single-crystal elastic constants; formation enthalpies; sintering practice ranges; "
+        "with sources) are in `known_oxides.md` (`python benchmarks/known_oxides.py`, run on the shipped weights). "
+        "Matbench protocol: `matbench.md` (`python benchmarks/matbench.py`).",
+        "",
         f"Command: `python benchmarks/predictor_report.py --seed {args.seed}{' --save' if args.save else ''}` "
         "(2 CPU cores).",
     ]
