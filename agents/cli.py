@@ -256,12 +256,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agents.train import AgentRun, train_agent
     from oxide_env.tasks import PLAUSIBLE_DESIGN
 
+    design = dict(PLAUSIBLE_DESIGN) if args.plausible else None
+    if args.max_e_above_hull is not None:
+        if design is None:
+            raise SystemExit("error: --max-e-above-hull needs --plausible (it adds to those design constraints).")
+        design["e_above_hull"] = ["<=", args.max_e_above_hull]
     run = AgentRun(task=args.task, lam=args.lam, seed=args.seed, iterations=args.iterations, n_envs=args.n_envs,
                    exact_masks=args.exact_masks, constraints=() if args.no_oracles else tuple(args.oracles),
                    top_n_pct=args.top_n_pct, gradient_steps=args.gradient_steps,
                    model_kwargs={"merge_noops": True} if args.merge_noops else {},
-                   design_constraints=dict(PLAUSIBLE_DESIGN) if args.plausible else None,
-                   constraint_lookahead=args.lookahead)
+                   design_constraints=design, constraint_lookahead=args.lookahead)
     model, seconds = train_agent(run, args.out, progress=True, resume=not args.restart,
                                  checkpoint_every=args.checkpoint_every, log=lambda m: print(m, file=sys.stderr))
     print(f"trained {run.task} (seed {run.seed}) in {seconds:.0f} s -> {Path(args.out) / 'model.zip'}")
@@ -436,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plausible", action="store_true",
                    help="terminal design constraints: oxide rule, predicted E_f <= -0.5 eV/atom, inside the "
                    "applicability domains, novel (a design that breaks one earns the worst reward)")
+    p.add_argument("--max-e-above-hull", type=float, default=None, metavar="EV",
+                   help="with --plausible: also require the predicted E_f to lie at most EV eV/atom above the convex "
+                   "hull of the known compounds (e.g. 0.1; a linear programme per new design)")
     p.add_argument("--lookahead", action="store_true",
                    help="with --plausible: at the last step only oxygen counts whose design meets every constraint "
                    "(the env's constraint_lookahead)")

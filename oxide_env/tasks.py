@@ -144,21 +144,26 @@ class DesignConstraints:
         properties: ``(predictor, "<=" or ">=", bound)`` on the predicted (ensemble-mean) value.
         domain: predictors whose applicability domain the design must be inside.
         novel: the reduced composition is none of the predictors' training compositions.
+        e_above_hull: the largest allowed energy above the convex hull of the known compounds
+            (eV/atom) at the predicted formation energy; ``None``: no stability constraint.
     """
 
     oxide_rule: bool = False
     properties: tuple[tuple[str, str, float], ...] = ()
     domain: tuple[str, ...] = ()
     novel: bool = False
+    e_above_hull: float | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.oxide_rule or self.properties or self.domain or self.novel)
+        return bool(self.oxide_rule or self.properties or self.domain or self.novel
+                    or self.e_above_hull is not None)
 
     @property
     def flag_names(self) -> tuple[str, ...]:
         """The boolean terminal-``info`` keys, one per constraint, then ``constraints_satisfied``."""
         names = ["oxide_rule"] if self.oxide_rule else []
         names += [property_flag(n, op, b) for n, op, b in self.properties]
+        names += [hull_flag(self.e_above_hull)] if self.e_above_hull is not None else []
         names += ["in_domain"] if self.domain else []
         names += ["novel"] if self.novel else []
         return (*names, "constraints_satisfied")
@@ -167,6 +172,11 @@ class DesignConstraints:
 def property_flag(name: str, op: str, bound: float) -> str:
     """The ``info`` key of a property constraint, e.g. ``formation_energy_le_-0.5``."""
     return f"{name}_{'le' if op == '<=' else 'ge'}_{bound:g}"
+
+
+def hull_flag(bound: float) -> str:
+    """The ``info`` key of the stability constraint, e.g. ``e_above_hull_le_0.1``."""
+    return f"e_above_hull_le_{bound:g}"
 
 
 def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: Task) -> DesignConstraints:
@@ -179,7 +189,12 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
     * ``"in_domain"`` -> ``True`` (inside the applicability domain of ``formation_energy`` and of
       every predictor of the task) or a list of predictor names;
     * ``"novel"`` -> ``True``: not one of the predictors' training compositions (a known compound
-      is no discovery).
+      is no discovery);
+    * ``"e_above_hull"`` -> ``("<=", bound)``: the predicted formation energy lies at most ``bound``
+      eV/atom above the convex hull of the known compounds of the design's chemical system (a
+      stability proxy: above it the design would decompose into known compounds; a linear
+      programme per new composition, ~2 ms, skipped where the predicted E_f alone exceeds the
+      bound, since the hull lies at or below 0).
 
     Example:
         >>> c = make_constraints({"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": True},
@@ -197,7 +212,7 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
     if not isinstance(spec, Mapping):
         raise ValueError(f"Invalid constraints={describe(spec)}: expected a dict such as "
                          "{'oxide_rule': True, 'formation_energy': ('<=', -0.5), 'in_domain': True}.")
-    flags, props, domain = {"oxide_rule": False, "novel": False}, [], ()
+    flags, props, domain, hull = {"oxide_rule": False, "novel": False}, [], (), None
     for key, value in spec.items():
         if key in flags:
             if value not in (True, False):
@@ -213,6 +228,13 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
             else:
                 raise ValueError(f"Invalid constraints['in_domain']={describe(value)}: expected True or a list "
                                  f"of predictor names ({', '.join(PREDICTOR_NAMES)}).")
+        elif key == "e_above_hull":
+            if not (isinstance(value, (tuple, list)) and len(value) == 2 and value[0] == "<="
+                    and not isinstance(value[1], (str, bool))):
+                raise ValueError(f"Invalid constraints['e_above_hull']={describe(value)}: expected ('<=', bound) "
+                                 "in eV/atom, e.g. ('<=', 0.1).")
+            hull = check_number(value[1], "constraints['e_above_hull'] bound", minimum=-MAX_WEIGHT,
+                                maximum=MAX_WEIGHT)
         elif key in PREDICTOR_NAMES:
             if not (isinstance(value, (tuple, list)) and len(value) == 2 and value[0] in ("<=", ">=")
                     and not isinstance(value[1], (str, bool))):
@@ -221,10 +243,10 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
             props.append((key, value[0], check_number(value[1], f"constraints[{key!r}] bound",
                                                       minimum=-MAX_WEIGHT, maximum=MAX_WEIGHT)))
         else:
-            raise ValueError(f"Unknown constraint {key!r}; choose 'oxide_rule', 'in_domain', 'novel' or a "
-                             f"predictor ({', '.join(PREDICTOR_NAMES)}).")
+            raise ValueError(f"Unknown constraint {key!r}; choose 'oxide_rule', 'in_domain', 'novel', "
+                             f"'e_above_hull' or a predictor ({', '.join(PREDICTOR_NAMES)}).")
     return DesignConstraints(oxide_rule=flags["oxide_rule"], properties=tuple(props), domain=domain,
-                             novel=flags["novel"])
+                             novel=flags["novel"], e_above_hull=None if hull is None else float(hull))
 
 
 @dataclass(frozen=True)
@@ -296,6 +318,9 @@ class RewardModel:
         known_compositions: reduced-composition keys
             (:func:`oxide_env.chemistry.metrics.composition_keys`) of the known compounds, needed
             for ``novel`` (e.g. ``predictors.data.training_keys()``).
+        hull: the known compounds' convex hull, with ``hull_energy(counts)`` (e.g.
+            :class:`oxide_env.chemistry.hull.FormationHull`, ``predictors.data.known_hull()``),
+            needed for ``e_above_hull`` (which also needs the ``formation_energy`` predictor).
 
     Example:
         >>> import numpy as np
@@ -310,7 +335,7 @@ class RewardModel:
                  invalid_penalty: float = 0.0, uncertainty_penalty: float = 0.0,
                  cache_size: int = 200_000, constraints: Mapping[str, Any] | DesignConstraints | None = None,
                  domain_models: Mapping[str, Any] | None = None,
-                 known_compositions: frozenset | set | None = None) -> None:
+                 known_compositions: frozenset | set | None = None, hull: Any = None) -> None:
         for name, value in (("invalid_penalty", invalid_penalty), ("uncertainty_penalty", uncertainty_penalty)):
             check_number(value, name, minimum=0, maximum=MAX_WEIGHT)
         check_number(cache_size, "cache_size", integer=True, minimum=0)
@@ -346,6 +371,14 @@ class RewardModel:
         if self.constraints.novel and known_compositions is None:
             raise ValueError("constraints['novel'] needs known_compositions= (e.g. predictors.data.training_keys()).")
         self.known_compositions = known_compositions if self.constraints.novel else None
+        if self.constraints.e_above_hull is not None:
+            if "formation_energy" not in self.predictors:
+                raise ValueError("constraints['e_above_hull'] needs the 'formation_energy' predictor, which was "
+                                 "not given.")
+            if not hasattr(hull, "hull_energy"):
+                raise ValueError(f"constraints['e_above_hull'] needs hull= with a hull_energy(counts) method "
+                                 f"(e.g. predictors.data.known_hull()); got {describe(hull)}.")
+        self.hull = hull if self.constraints.e_above_hull is not None else None
         self.invalid_penalty = float(invalid_penalty)
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.cache_size = cache_size
@@ -432,6 +465,14 @@ class RewardModel:
             flags["oxide_rule"] = oxide_rule(batch)
         for name, op, bound in c.properties:
             flags[property_flag(name, op, bound)] = means[name] <= bound if op == "<=" else means[name] >= bound
+        if c.e_above_hull is not None:
+            energy = means["formation_energy"]
+            stable = np.zeros(len(batch), dtype=bool)
+            # the hull lies at or below 0 eV/atom, so a design with E_f above the bound is above it by more
+            rows = np.flatnonzero(np.isfinite(energy) & (energy <= c.e_above_hull))
+            if rows.size:
+                stable[rows] = energy[rows] - self.hull.hull_energy(batch[rows]) <= c.e_above_hull
+            flags[hull_flag(c.e_above_hull)] = stable
         if c.domain:
             features = featurize(batch) if features is None else features
             inside = np.ones(len(batch), dtype=bool)

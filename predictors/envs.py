@@ -28,7 +28,7 @@ from oxide_env.tasks import PREDICTOR_NAMES, RewardModel, Task, make_constraints
 
 __all__ = ["make_env", "make_vector_env", "reward_model"]
 
-REWARD_ARGUMENTS = ("task", "lam", "predictors", "constraints", "domain_models", "invalid_penalty",
+REWARD_ARGUMENTS = ("task", "lam", "predictors", "constraints", "domain_models", "hull", "invalid_penalty",
                     "uncertainty_penalty")
 """The environment arguments that define the reward (the rest are the env's own)."""
 
@@ -36,7 +36,7 @@ REWARD_ARGUMENTS = ("task", "lam", "predictors", "constraints", "domain_models",
 def reward_model(task: str | Mapping[str, float] | Task | Callable[[np.ndarray], np.ndarray] = "bulk_modulus", *,
                  lam: float | None = None, predictors: Mapping[str, Any] | None = None,
                  constraints: Mapping[str, Any] | None = None, domain_models: Mapping[str, Any] | None = None,
-                 invalid_penalty: float = 0.0, uncertainty_penalty: float = 0.0,
+                 hull: Any = None, invalid_penalty: float = 0.0, uncertainty_penalty: float = 0.0,
                  cache_size: int = 200_000) -> RewardModel:
     """A :class:`~oxide_env.tasks.RewardModel` for ``task`` with the shipped models as defaults.
 
@@ -45,6 +45,8 @@ def reward_model(task: str | Mapping[str, float] | Task | Callable[[np.ndarray],
         predictors: ``{name: predictor or callable}`` replacing the shipped models (default: all five).
         constraints: terminal design constraints (:func:`oxide_env.tasks.make_constraints`).
         domain_models: replaces the shipped applicability-domain models of ``in_domain``.
+        hull: replaces the known compounds' hull of ``e_above_hull`` (default
+            :func:`predictors.data.known_hull`: the formation-energy training data, elements at 0).
         invalid_penalty, uncertainty_penalty, cache_size: see :class:`~oxide_env.tasks.RewardModel`.
 
     Example:
@@ -68,9 +70,13 @@ def reward_model(task: str | Mapping[str, float] | Task | Callable[[np.ndarray],
         from predictors.data import training_keys
 
         known = training_keys()
+    if design.e_above_hull is not None and hull is None:
+        from predictors.data import known_hull
+
+        hull = known_hull()
     return RewardModel(spec, predictors, invalid_penalty=invalid_penalty, uncertainty_penalty=uncertainty_penalty,
                        cache_size=cache_size, constraints=design, domain_models=domain_models,
-                       known_compositions=known)
+                       known_compositions=known, hull=hull)
 
 
 def _split(kwargs: dict[str, Any]) -> tuple[RewardModel, dict[str, Any]]:

@@ -156,3 +156,9 @@ def test_cli_predictor_names_match_the_package():
     from agents import cli
 
     assert cli.PREDICTOR_NAMES == predictors.PREDICTOR_NAMES
+
+
+def test_train_hull_bound_needs_plausible(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="--max-e-above-hull needs --plausible"):
+        main(["train", "--max-e-above-hull", "0.1", "--iterations", "1", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()

@@ -200,3 +200,43 @@ def test_in_domain_flag_is_the_and_of_every_domain() -> None:
     model = reward_model("sintering_temperature", constraints=dict(PLAUSIBLE_DESIGN))
     got = model.evaluate(counts).flags["in_domain"]
     assert (got == want).all() and 0 < want.sum() < len(want)
+
+
+def test_hull_constraint_matches_an_independent_hull_computation() -> None:
+    from oxide_env.chemistry.baseline import random_oxide_counts
+    from oxide_env.chemistry.hull import FormationHull
+
+    hull = FormationHull(["MgO", "Al2O3", "MgAl2O4", "SiO2", "Mg2SiO4"], [-3.0, -3.4, -3.2, -3.1, -3.15])
+    # E_f = 0.3 - 4.5 x_O: oxygen-poor designs lie above 0.1 eV/atom, where the hull is not even solved
+    energy = lambda counts: 0.3 - 4.5 * counts[:, E.index("O")] / np.maximum(counts.sum(axis=1), 1)  # noqa: E731
+    model = RewardModel(make_task({"formation_energy": -1.0}), {"formation_energy": energy},
+                        constraints={"e_above_hull": ("<=", 0.1)}, hull=hull)
+    counts = np.concatenate([formulas_to_counts(["MgAl2O4", "Mg2SiO4", "MgSiO3", "Al2SiO5", "MgO2", "Mg"]),
+                             random_oxide_counts(300, seed=0)])
+    flags = model.evaluate(counts).flags
+    expected = hull.e_above_hull(counts, energy(counts)) <= 0.1  # NaN (empty) compares False
+    assert flags["e_above_hull_le_0.1"].tolist() == expected.tolist()
+    assert flags["constraints_satisfied"].tolist() == expected.tolist()
+    assert 0 < expected.sum() < len(expected)  # both outcomes occur
+    assert (energy(counts) > 0.1).any() and not expected[energy(counts) > 0.1].any()  # the shortcut's rows
+
+
+def test_hull_constraint_in_the_env_and_its_errors() -> None:
+    from predictors.data import known_hull
+
+    env = gym.make("OxideComposition-v0", task="bulk_modulus",
+                   constraints={**PLAUSIBLE, "e_above_hull": ("<=", 0.1)})
+    spinel = [10 * E.index("Mg") + 1, 10 * E.index("Al") + 2, 0, 0, 10 * E.index("O") + 4]
+    reward, info = _play(env, spinel)
+    model = env.unwrapped.reward_model
+    e_f = info["properties"]["formation_energy"] if "properties" in info else model.evaluate(
+        formulas_to_counts(["MgAl2O4"])).properties["formation_energy"][0]
+    above = float(e_f - known_hull().hull_energy(["MgAl2O4"])[0])
+    assert info["e_above_hull_le_0.1"] == (above <= 0.1)
+    with pytest.raises(ValueError, match="needs hull="):
+        RewardModel(make_task("bulk_modulus"), model.predictors, constraints={"e_above_hull": ("<=", 0.1)})
+    with pytest.raises(ValueError, match="'formation_energy' predictor"):
+        RewardModel(make_task("bulk_modulus"), {"bulk_modulus": model.predictors["bulk_modulus"]},
+                    constraints={"e_above_hull": ("<=", 0.1)}, hull=known_hull())
+    with pytest.raises(ValueError, match=r"expected \('<=', bound\) in eV/atom"):
+        make_env(task="bulk_modulus", constraints={"e_above_hull": (">=", 0.1)})
