@@ -86,3 +86,24 @@ def test_domain_score_is_the_exact_nearest_neighbour_distance() -> None:
     exact = np.sqrt(((q[:, None, :] - ref[None, :, :]) ** 2).sum(axis=2).min(axis=1))  # float64 brute force
     assert np.allclose(domain.score_features(features), exact, rtol=0, atol=1e-4)
     assert ((domain.score_features(features) <= domain.threshold) == (exact <= domain.threshold)).all()
+
+
+def test_facet_answers_equal_the_linear_programme(known) -> None:
+    """Compositions inside a facet an earlier LP found are answered without an LP, with the LP's value."""
+    formulas, energies = known
+    rng = np.random.default_rng(1)
+    els = sorted(SYSTEM)
+    base = rng.integers(0, 7, size=(150, 4))
+    base[:, els.index("O")] = 0
+    queries = np.zeros((150 * 9, 80))
+    from oxide_env.chemistry.elements import ELEMENTS
+
+    cols = [ELEMENTS.index(e) for e in els]
+    queries[:, cols] = np.repeat(base, 9, axis=0)
+    queries[:, ELEMENTS.index("O")] = np.tile(np.arange(1, 10), 150)  # the 9 oxygen completions of a state
+    cached = FormationHull(formulas, energies)
+    plain = FormationHull(formulas, energies)
+    plain._add_facet = lambda *args, **kwargs: None  # every composition through the LP
+    got, want = cached.hull_energy(queries), plain.hull_energy(queries)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    assert cached.n_linear_programs < 0.6 * plain.n_linear_programs  # most answers came from facets (measured: 1/3)

@@ -36,6 +36,12 @@ from oxide_env.chemistry.metrics import composition_keys
 __all__ = ["FormationHull"]
 
 _MAX_SUBSET_ELEMENTS = 12
+_MAX_FACETS = 256
+"""Hull facets remembered per chemical system (each lets later compositions skip the LP)."""
+_TIGHT = 1e-9
+"""A compound is on a facet when its energy is within this (times 1 + |E|) of the facet's plane."""
+_INSIDE = 1e-12
+"""A composition is inside a facet when no vertex weight is below -_INSIDE."""
 _MEMO_SIZE = 200_000
 """Hull energies remembered per composition (a linear programme each; ~2 ms)."""
 """Up to this many elements the known compounds of a system are found by enumerating its
@@ -81,6 +87,10 @@ class FormationHull:
             self._by_system.setdefault(frozenset(np.flatnonzero(row).tolist()), []).append(r)
         self._systems: dict[frozenset[int], tuple[np.ndarray, np.ndarray, list[int]]] = {}
         self._memo: dict[tuple, float] = {}
+        self._facets: dict[frozenset[int], list[tuple[np.ndarray, np.ndarray]]] = {}
+        self._facet_stacks: dict[frozenset[int], tuple[np.ndarray, np.ndarray]] = {}
+        self.n_linear_programs = 0
+        """Linear programmes solved so far (the rest were memo or facet hits)."""
 
     def __len__(self) -> int:
         """Number of known compounds (distinct compositions with two or more elements)."""
@@ -110,13 +120,56 @@ class FormationHull:
             cached = self._systems[system] = (fractions, energies, members)
         return cached
 
+    def _add_facet(self, system: frozenset[int], fractions: np.ndarray, energies: np.ndarray,
+                   potentials: np.ndarray) -> None:
+        """Remember the hull facet an LP found: its chemical potentials ``mu`` (the LP's dual) and
+        the inverse of the matrix of its vertices, if it is a simplex (exactly k tight compounds)."""
+        facets = self._facets.setdefault(system, [])
+        if len(facets) >= _MAX_FACETS or potentials.shape != (fractions.shape[1],):
+            return
+        slack = energies - fractions @ potentials  # >= 0 for every compound: mu is dual feasible
+        scale = 1.0 + np.abs(energies)
+        if (slack < -_TIGHT * scale).any():
+            return
+        tight = np.flatnonzero(slack <= _TIGHT * scale)
+        if len(tight) != fractions.shape[1]:
+            return  # a degenerate face (more or fewer tight compounds than elements): not cached
+        vertices = fractions[tight].T  # (k, k): column v = fractions of tight compound v
+        if np.linalg.cond(vertices) > 1e8:
+            return
+        facets.append((potentials.copy(), np.linalg.inv(vertices)))
+        self._facet_stacks.pop(system, None)
+
+    def _on_known_facet(self, system: frozenset[int], target: np.ndarray) -> float | None:
+        """The hull energy at ``target`` if it lies in a remembered facet of ``system``, else None.
+
+        A facet is a simplex of k known compounds (or elements) whose energies all lie on the
+        plane ``mu . x``, with every known compound of the system on or above it (``mu`` is dual
+        feasible). If ``target`` is a non-negative mixture of the k vertices, that mixture is
+        optimal (complementary slackness), so the hull energy is ``mu . target``: the LP's
+        answer without the LP.
+        """
+        facets = self._facets.get(system)
+        if not facets:
+            return None
+        stack = self._facet_stacks.get(system)
+        if stack is None:
+            stack = self._facet_stacks[system] = (np.stack([f[0] for f in facets]), np.stack([f[1] for f in facets]))
+        potentials, inverses = stack
+        weights = inverses @ target  # (facets, k): the mixture of each facet's vertices that gives target
+        inside = np.flatnonzero((weights >= -_INSIDE).all(axis=1))
+        if inside.size == 0:
+            return None
+        return float(potentials[inside[0]] @ target)
+
     def hull_energy(self, compositions: Sequence[str] | np.ndarray) -> np.ndarray:
         """Formation energy of the hull at each composition (eV/atom; 0 for an element).
 
         The lowest energy of any mixture of known compounds (and elements) with the composition's
         atomic fractions: a small linear programme per composition (scipy's HiGHS), equal to
-        pymatgen's ``PhaseDiagram.get_hull_energy_per_atom`` (tested to 1e-9). The empty
-        composition gives NaN.
+        pymatgen's ``PhaseDiagram.get_hull_energy_per_atom`` (tested to 1e-9). A composition
+        inside a facet an earlier LP of its system found is answered from that facet without an
+        LP (:attr:`n_linear_programs` counts the LPs). The empty composition gives NaN.
         """
         from scipy.optimize import linprog
 
@@ -129,16 +182,22 @@ class FormationHull:
             if len(nz) == 1:
                 out[r] = 0.0
                 continue
-            fractions, energies, members = self._system(frozenset(nz.tolist()))
+            system = frozenset(nz.tolist())
+            fractions, energies, members = self._system(system)
             target = row[members] / row[members].sum()
             key = (tuple(members), target.tobytes())
             value = self._memo.get(key)
             if value is None:
+                value = self._on_known_facet(system, target)
+            if value is None:
                 res = linprog(energies, A_eq=fractions.T, b_eq=target, bounds=(0, None), method="highs")
                 value = float(res.fun) if res.status == 0 else math.nan
-                if len(self._memo) >= _MEMO_SIZE:
-                    self._memo.clear()
-                self._memo[key] = value
+                if res.status == 0:
+                    self._add_facet(system, fractions, energies, np.asarray(res.eqlin.marginals, dtype=np.float64))
+                self.n_linear_programs += 1
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = value
             out[r] = value
         return out
 
