@@ -226,7 +226,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             results[formula][m.name] = {"mean": float(mean[0]), "std": float(std[0]), "units": m.units}
         lines.append("| " + " | ".join(cells) + " |")
     print("\n".join(lines))
-    print("± is the ensemble standard deviation: large values mean the composition is unlike the training data.")
+    print("± is the calibrated σ (the ensemble std scaled on validation data: about 68 % of test errors lie within "
+          "±σ); large values mean the composition is unlike the training data.")
     if args.json:
         _write_text(args.json, "--json", json.dumps(results, indent=2) + "\n")
     return 0
