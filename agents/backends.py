@@ -105,7 +105,7 @@ _WORKER_STATE: dict[str, Any] = {}
 
 
 def _predictors_and_reference() -> tuple[list[Any], Any]:
-    """The four shipped predictors and the novelty reference, loaded once per process."""
+    """The five shipped predictors and the novelty reference, loaded once per process."""
     if "models" not in _WORKER_STATE:
         import predictors
         from predictors.data import training_keys

@@ -1,6 +1,6 @@
 """Composition-only property predictors, pretrained and shipped in the package.
 
-Four models, one interface (:class:`~predictors.base.Predictor`): ``predict(compositions)``,
+Five models, one interface (:class:`~predictors.base.Predictor`): ``predict(compositions)``,
 ``predict_std(compositions)`` (ensemble spread: large = extrapolation), ``.name``, ``.units``.
 
 Example:

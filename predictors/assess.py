@@ -2,7 +2,7 @@
 
 :func:`assess` joins the pure metrics (:func:`oxide_env.chemistry.metrics.evaluate` and
 :func:`~oxide_env.chemistry.metrics.design_checks`) with what the ``predictors`` package
-ships: the four property models, the convex hull of the known compounds
+ships: the five property models, the convex hull of the known compounds
 (:func:`predictors.data.known_hull`) and the applicability domains
 (:func:`predictors.domain.load_domain`).
 

@@ -89,7 +89,7 @@ class Predictor:
 
     def __reduce_ex__(self, protocol: int):
         # A shipped predictor pickles as a reference to the package's weights (a few bytes, not
-        # 3-7 MB): an environment (which holds four) pickles small and unpickles to the same objects.
+        # 3-7 MB): an environment (which holds five) pickles small and unpickles to the same objects.
         if self._shipped:
             return load, (self.name,)
         return super().__reduce_ex__(protocol)

@@ -1,12 +1,12 @@
-"""Re-runnable curation of the four predictor training tables from the raw datasets.
+"""Re-runnable curation of the five predictor training tables from the raw datasets.
 
 Builds, from the raw files described in ``predictors/DATA.md`` (Materials Project via
 Matbench, and the Kononova et al. 2019 text-mined solid-state synthesis dataset):
 
 * ``formation_energy.csv.gz``: formula, target (eV/atom);
 * ``bulk_modulus.csv.gz``, ``shear_modulus.csv.gz``: formula, target (ln GPa);
-* ``sintering_temperature.csv.gz``: formula, target (°C), n_reports (articles),
-  target_std (°C, over articles).
+* ``sintering_temperature.csv.gz``, ``calcination_temperature.csv.gz``: formula, target (°C),
+  n_reports (articles), target_std (°C, over articles).
 
 Every written formula parses with :func:`oxide_env.chemistry.composition.formula_to_amounts`
 (only the project's 80 elements) and no two rows share a reduced composition. Malformed raw

@@ -38,7 +38,7 @@ def load_table(name: str) -> pd.DataFrame:
 
 
 def training_formulas() -> list[str]:
-    """Every formula of the four training tables: the reference set for % novel."""
+    """Every formula of the five training tables: the reference set for % novel."""
     formulas: list[str] = []
     for name in PREDICTOR_NAMES:
         formulas += load_table(name)["formula"].tolist()
