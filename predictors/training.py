@@ -91,7 +91,8 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 
 def train(name: str, config: TrainConfig | None = None, *, table=None,
           splits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-          progress: bool = False, device: str = "cpu") -> tuple[Predictor, dict]:
+          progress: bool = False, device: str = "cpu", features: np.ndarray | None = None
+          ) -> tuple[Predictor, dict]:
     """Train one predictor on its curated table and evaluate it on the test split.
 
     Args:
@@ -101,6 +102,9 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
         splits: ``(fit, validation, test)`` row indices of ``table`` (default: :func:`split_rows`),
             e.g. the folds of an external protocol (``benchmarks/matbench.py``).
         progress: show a tqdm progress bar over epochs.
+        features: the ``(len(table), 145)`` Magpie features of ``table`` (default: computed here
+            with :func:`oxide_env.chemistry.features.featurize`, which needs the project's 80
+            elements; pass matminer's features for other rows, e.g. ``benchmarks/matbench.py``).
         device: the torch device to train on (``"cpu"``, ``"cuda"``, ...); the returned
             predictor is on the CPU either way. CPU and GPU runs of the same seed differ in the
             last digits (other kernels), so a result records its device.
@@ -127,7 +131,13 @@ def train(name: str, config: TrainConfig | None = None, *, table=None,
     t_start = time.perf_counter()
     table = load_table(name) if table is None else table
     formulas = table["formula"].tolist()
-    x_all = featurize(formulas).astype(np.float32)
+    if features is None:
+        x_all = featurize(formulas).astype(np.float32)
+    else:
+        x_all = np.asarray(features, dtype=np.float32)
+        if x_all.shape != (len(formulas), 145) or not np.isfinite(x_all).all():
+            raise ValueError(f"Invalid features of shape {x_all.shape}: expected finite values of shape "
+                             f"({len(formulas)}, 145), one row per table row.")
     y_all = table["target"].to_numpy(np.float64)
     if splits is None:
         fit_idx, val_idx, test_idx = split_rows(len(y_all), cfg)

@@ -76,3 +76,26 @@ def test_bad_override_and_device_are_named() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             train("bulk_modulus", TrainConfig(epochs=1, n_members=1, hidden=8), device="cuda")
+
+
+def test_matminer_features_equal_ours_where_both_apply() -> None:
+    from oxide_env.chemistry.features import featurize
+
+    formulas = ["MgAl2O4", "BaTiO3", "Li0.5CoO2", "NaN", "Fe2O3"]
+    np.testing.assert_allclose(_module().matminer_features(formulas), featurize(formulas), atol=1e-9)
+    x = _module().matminer_features(["XeF2", "TcO2"])  # elements outside our 80
+    assert x.shape == (2, 145) and np.isfinite(x).all()
+
+
+@pytest.mark.skipif(not (DATASETS / "mp_log10_K_VRH.csv.gz").is_file(), reason="raw Matbench tables not present")
+def test_unsupported_rows_can_be_trained_on(tmp_path) -> None:
+    import json
+
+    argv = ["--tasks", "matbench_log_kvrh", "--epochs", "1", "--folds", "0", "--threads", "1", "--out", str(tmp_path),
+            "--set", "hidden=16", "n_members=2", "--unsupported", "matminer"]
+    assert _module().main(argv) == 0
+    stored = json.loads((tmp_path / "matbench_folds/matbench_log_kvrh/fold0.json").read_text())
+    record = stored["record"]
+    assert stored["settings"]["unsupported"] == "matminer"
+    assert record["n_test_unsupported"] > 0 and record["n_train"] > 8482  # those rows are trained on too
+    assert "featurized with matminer" in (tmp_path / "matbench.md").read_text()
