@@ -143,10 +143,10 @@ def parse_overrides(items: list[str]) -> dict:
     Example:
         >>> parse_overrides(["hidden=512", "lr=1e-3"])
         {'hidden': 512, 'lr': 0.001}
-        >>> parse_overrides(["width=3"])
+        >>> parse_overrides(["width=3"])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: Invalid override 'width=3': width is not a TrainConfig field (seed, test_fraction, val_fraction, n_members, hidden, depth, dropout, epochs, batch_size, lr, weight_decay, huber_beta, max_steps); write KEY=VALUE.
+        ValueError: Invalid override 'width=3': width is not a TrainConfig field (seed, ..., max_steps); write KEY=VALUE.
     """
     import dataclasses
 
@@ -277,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         best, who = LEADERBOARD[r["task"]]
         lines.append(f"| {r['task']} | {r['mae_mean']:.4f} ± {r['mae_std']:.4f} | {r['unit']} | {r['n_folds']} | "
                      f"{best} ({who}) | {'yes' if r['mae_mean'] <= best else 'no'} |")
+    outside = "featurized with matminer" if args.unsupported == "matminer" else "predicted with the training median"
     lines += ["", "Per fold:", "", "| task | fold | train rows | test rows | test rows with an element outside our 80 "
-              f"({'featurized with matminer' if args.unsupported == 'matminer' else 'predicted with the training median'})"
-              " | MAE | MAE on supported rows | best epoch | train (s) | device |",
+              f"({outside}) | MAE | MAE on supported rows | best epoch | train (s) | device |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['task']} | {r['fold']} | {r['n_train']} | {r['n_test']} | {r['n_test_unsupported']} | "
