@@ -107,3 +107,15 @@ def test_facet_answers_equal_the_linear_programme(known) -> None:
     got, want = cached.hull_energy(queries), plain.hull_energy(queries)
     np.testing.assert_allclose(got, want, atol=1e-9)
     assert cached.n_linear_programs < 0.6 * plain.n_linear_programs  # most answers came from facets (measured: 1/3)
+
+
+def test_pickled_hull_drops_its_memos_and_answers_the_same(known) -> None:
+    import pickle
+
+    formulas, energies = known
+    hull = FormationHull(formulas, energies)
+    queries = ["MgAl2O4", "Mg2TiO4", "Al2TiO5", "MgAl4O7"]
+    want = hull.hull_energy(queries)
+    copy = pickle.loads(pickle.dumps(hull))
+    assert copy._memo == {} and copy._facets == {}
+    np.testing.assert_allclose(copy.hull_energy(queries), want, atol=1e-12)

@@ -92,6 +92,12 @@ class FormationHull:
         self.n_linear_programs = 0
         """Linear programmes solved so far (the rest were memo or facet hits)."""
 
+    def __getstate__(self) -> dict:
+        # the memos are not state: a pickled hull (an env sent to a subprocess) carries only the compounds
+        state = self.__dict__.copy()
+        state.update(_memo={}, _systems={}, _facets={}, _facet_stacks={})
+        return state
+
     def __len__(self) -> int:
         """Number of known compounds (distinct compositions with two or more elements)."""
         return len(self._energies)
