@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from oxide_env.files import read_json_dict
-from oxide_env.tasks import PLAUSIBLE_DESIGN
+from oxide_env.tasks import STABLE_PLAUSIBLE_DESIGN
 
 PROPERTIES = ("formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature")
 
@@ -71,16 +71,17 @@ class Method:
 
 ORACLES = ("charge_neutral", "electronegativity_balanced")
 METHODS: dict[str, Method] = {m.key: m for m in (
-    Method("constrained_dqn", "ConstrainedDQN, exact oxide-rule masks + plausibility constraints, last-step "
-           "lookahead, plausibility oracle (ours)", "dqn",
+    Method("constrained_dqn", "ConstrainedDQN, exact oxide-rule masks + plausibility and stability (E_hull <= 0.1) "
+           "constraints, last-step lookahead, plausibility oracle (ours)", "dqn",
            exact_masks="oxide_rule", constraints=("constraints_satisfied",), gradient_steps=10, top_n_pct=20.0,
-           model_kwargs={"merge_noops": True}, design_constraints=dict(PLAUSIBLE_DESIGN), constraint_lookahead=True),
+           model_kwargs={"merge_noops": True}, design_constraints=dict(STABLE_PLAUSIBLE_DESIGN),
+           constraint_lookahead=True),
     Method("paper_dqn", "ConstrainedDQN, paper settings", "dqn", constraints=ORACLES),
     Method("dqn_no_oracles", "DQN without oracles (ablation)", "dqn"),
     Method("maskable_ppo", "MaskablePPO (sb3-contrib)", "maskable_ppo", exact_masks="electronegativity_balanced"),
-    Method("maskable_ppo_plausible", "MaskablePPO, exact oxide-rule masks + plausibility constraints, last-step "
-           "lookahead", "maskable_ppo", exact_masks="oxide_rule", design_constraints=dict(PLAUSIBLE_DESIGN),
-           constraint_lookahead=True),
+    Method("maskable_ppo_plausible", "MaskablePPO, exact oxide-rule masks + plausibility and stability "
+           "constraints, last-step lookahead", "maskable_ppo", exact_masks="oxide_rule",
+           design_constraints=dict(STABLE_PLAUSIBLE_DESIGN), constraint_lookahead=True),
     Method("random", "Random baseline", "random"),
 )}
 
@@ -243,7 +244,7 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     result_path = directory / "result.json"
     cached = read_json_dict(result_path)
     if cached is not None and cached.get("settings") == settings:
-        return cached
+        return _with_current_metrics(cached, task, method, directory, reference)
     conflict = settings_conflict(task, method, seed, directory=directory, settings=settings, iterations=iterations)
     if conflict is not None and not force:
         raise ValueError(f"{conflict}: rerun with the same settings, use another --out, or --force to redo it.")
@@ -295,15 +296,37 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     return result
 
 
+REQUIRED_METRICS = ("pct_plausible_near_hull",)
+"""Metrics added after runs of unchanged settings were made: recomputed from their stored designs."""
+
+
+def _with_current_metrics(cached: dict[str, Any], task: BenchTask, method: Method, directory: Path,
+                          reference: Any) -> dict[str, Any]:
+    """A finished run whose metrics lack one of :data:`REQUIRED_METRICS`, re-assessed from its
+    ``formulas.csv`` (the designs as generated; same settings, same predictors: no retraining)."""
+    if all(k in cached["metrics"] for k in REQUIRED_METRICS) or not (directory / "formulas.csv").is_file():
+        return cached
+    from agents.generation import read_materials_csv
+    from oxide_env.files import atomic_write_json
+
+    _, generated, _ = read_materials_csv(directory / "formulas.csv")
+    metrics, _ = assess_run(generated, task, method, reference)
+    kept = {k: v for k, v in cached["metrics"].items() if k == "pct_unique_policy"}  # measured at generation
+    updated = dict(cached, metrics={**metrics, **kept})
+    atomic_write_json(directory / "result.json", updated)
+    return updated
+
+
 def assess_run(formulas: Sequence[str], task: BenchTask, method: Method, reference: Any
                 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metrics and per-material checks of one run (:func:`predictors.assess.assess`).
 
     A plausible design must be inside the applicability domain of ``formation_energy`` and of the
     task's properties. The random baseline serves every task, so it is checked against every
-    domains, and its ``pct_in_domain@<task>`` / ``pct_plausible@<task>`` are stored for each task.
+    domains, and its ``pct_in_domain@<task>`` / ``pct_plausible@<task>`` /
+    ``pct_plausible_near_hull@<task>`` are stored for each task.
     """
-    from oxide_env.chemistry.metrics import PLAUSIBLE_FORMATION_ENERGY, pct_novel
+    from oxide_env.chemistry.metrics import NEAR_HULL, PLAUSIBLE_FORMATION_ENERGY, pct_novel
     from predictors.assess import assess, domain_names
 
     random = method.kind == "random"
@@ -311,8 +334,10 @@ def assess_run(formulas: Sequence[str], task: BenchTask, method: Method, referen
     metrics["pct_novel"] = pct_novel(formulas, reference)
     if random:
         base = checks["oxide_rule"] & (checks["formation_energy"] <= PLAUSIBLE_FORMATION_ENERGY)
+        near = np.nan_to_num(checks["e_above_hull"], nan=np.inf) <= NEAR_HULL
         for t in TASKS:
             inside = np.logical_and.reduce([checks[f"in_domain_{d}"] for d in domain_names(t.properties)])
             metrics[f"pct_in_domain@{t.key}"] = 100.0 * float(inside.mean())
             metrics[f"pct_plausible@{t.key}"] = 100.0 * float((base & inside).mean())
+            metrics[f"pct_plausible_near_hull@{t.key}"] = 100.0 * float((base & inside & near).mean())
     return metrics, checks

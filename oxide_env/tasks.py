@@ -129,9 +129,13 @@ def make_task(task: str | Mapping[str, float] | Task | RewardFn, lam: float | No
 
 PLAUSIBLE_DESIGN: dict[str, Any] = {"oxide_rule": True, "formation_energy": ["<=", -0.5], "in_domain": True,
                                     "novel": True}
-"""The design constraints of our Table 1 method (``oxide-rl train --plausible``): the oxide rule,
-predicted E_f <= -0.5 eV/atom, inside the formation-energy and task domains, and new. Copy it
-before changing it."""
+"""The design constraints of ``oxide-rl train --plausible``: the oxide rule, predicted E_f <= -0.5
+eV/atom, inside the formation-energy and task domains, and new. Copy it before changing it."""
+
+STABLE_PLAUSIBLE_DESIGN: dict[str, Any] = {**PLAUSIBLE_DESIGN, "e_above_hull": ["<=", 0.1]}
+"""The design constraints of our Table 1 method: :data:`PLAUSIBLE_DESIGN` and at most 0.1 eV/atom
+above the hull of the known compounds (``--plausible --max-e-above-hull 0.1``). Copy it before
+changing it."""
 
 
 @dataclass(frozen=True)

@@ -249,3 +249,20 @@ def test_cli_train_refuses_a_run_of_other_settings_in_out(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "iterations=5, not 3" in err and "--restart" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in out.iterdir() if p.name != files.LOCK_NAME) == ["config.json"]
+
+
+def test_a_metric_added_later_is_recomputed_from_the_stored_designs(tmp_path):
+    from agents import benchmark
+
+    kwargs = dict(seeds=[0], iterations=1, tasks=["bulk_modulus"], methods=["random"], out=tmp_path, progress=False)
+    benchmark.run_table1(n=30, **kwargs)
+    run = tmp_path / "table1_runs/all/random/seed0"
+    first = json.loads((run / "result.json").read_text())
+    assert "pct_plausible_near_hull" in first["metrics"] and "pct_plausible_near_hull@bulk_modulus" in first["metrics"]
+    older = dict(first, metrics={k: v for k, v in first["metrics"].items() if "near_hull" not in k})
+    (run / "result.json").write_text(json.dumps(older))  # as a run made before the metric existed
+    designs = (run / "formulas.csv").read_bytes()
+    benchmark.run_table1(n=30, **kwargs)  # same settings: not rerun, only re-assessed
+    again = json.loads((run / "result.json").read_text())
+    assert again["metrics"] == pytest.approx(first["metrics"], nan_ok=True)
+    assert again["settings"] == first["settings"] and (run / "formulas.csv").read_bytes() == designs

@@ -158,6 +158,10 @@ PropertyFn = Callable[[np.ndarray], np.ndarray]
 
 PLAUSIBLE_FORMATION_ENERGY = -0.5
 """eV/atom: a design is plausible only if its predicted formation energy is at most this."""
+NEAR_HULL = 0.1
+"""eV/atom: ``pct_plausible_near_hull`` counts plausible designs whose predicted formation energy is
+at most this above the convex hull of the known compounds (farther above, a design would decompose
+into known compounds; 0.1 eV/atom is a common bound for synthesizable metastable phases)."""
 
 
 def design_checks(
@@ -347,6 +351,9 @@ def summarize_checks(
     if "e_above_hull" in checks:
         above = checks["e_above_hull"]
         result["median_e_above_hull"] = float(np.nanmedian(above)) if np.isfinite(above).any() else nan
+        if "plausible" in checks:
+            near = checks["plausible"] & (np.nan_to_num(above, nan=np.inf) <= NEAR_HULL)
+            result["pct_plausible_near_hull"] = 100.0 * float(np.mean(near)) if n else nan
     for key, values in checks.items():
         if key.startswith("in_domain_"):
             result[f"pct_{key}"] = 100.0 * float(np.mean(values)) if n else nan
