@@ -162,3 +162,25 @@ def test_train_hull_bound_needs_plausible(tmp_path) -> None:
     with pytest.raises(SystemExit, match="--max-e-above-hull needs --plausible"):
         main(["train", "--max-e-above-hull", "0.1", "--iterations", "1", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+def test_readme_command_of_our_method_equals_the_table1_method(monkeypatch, tmp_path) -> None:
+    import agents.train
+    from agents.runs import METHODS, TASKS_BY_KEY, _agent_run
+
+    captured = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(run, *args, **kwargs):
+        captured["run"] = run
+        raise Stop
+
+    monkeypatch.setattr(agents.train, "train_agent", fake_train)
+    argv = ("train --task bulk_modulus --exact-masks oxide_rule --plausible --max-e-above-hull 0.1 --lookahead "
+            "--oracles constraints_satisfied --merge-noops --top-n-pct 20 --gradient-steps 10 --out").split()
+    with pytest.raises(Stop):
+        main([*argv, str(tmp_path / "run")])
+    want = _agent_run(TASKS_BY_KEY["bulk_modulus"], METHODS["constrained_dqn"], 0, captured["run"].iterations)
+    assert captured["run"].settings() == want.settings()
