@@ -33,6 +33,7 @@ import numpy as np
 
 from oxide_env.chemistry.checks import check_number, describe
 from oxide_env.chemistry.features import featurize
+from oxide_env.chemistry.metrics import NEAR_HULL
 
 PREDICTOR_NAMES = (
     "formation_energy", "bulk_modulus", "shear_modulus", "sintering_temperature", "calcination_temperature",
@@ -132,7 +133,7 @@ PLAUSIBLE_DESIGN: dict[str, Any] = {"oxide_rule": True, "formation_energy": ["<=
 """The design constraints of ``oxide-rl train --plausible``: the oxide rule, predicted E_f <= -0.5
 eV/atom, inside the formation-energy and task domains, and new. Copy it before changing it."""
 
-STABLE_PLAUSIBLE_DESIGN: dict[str, Any] = {**PLAUSIBLE_DESIGN, "e_above_hull": ["<=", 0.1]}
+STABLE_PLAUSIBLE_DESIGN: dict[str, Any] = {**PLAUSIBLE_DESIGN, "e_above_hull": ["<=", NEAR_HULL]}
 """The design constraints of our Table 1 method: :data:`PLAUSIBLE_DESIGN` and at most 0.1 eV/atom
 above the hull of the known compounds (``--plausible --max-e-above-hull 0.1``). Copy it before
 changing it."""
