@@ -55,16 +55,17 @@ import numpy as np
 from agents.runs import (
     METHODS,
     PROPERTIES,
-    REQUIRED_METRICS,
     RESULT_FORMAT,
     TASKS_BY_KEY,
     BenchTask,
     assess_run,
+    metrics_current,
     predictor_ids,
     run_settings,
     settings_conflict,
 )
 from oxide_env.chemistry.checks import check_number
+from oxide_env.chemistry.validity import tables_fingerprint
 from oxide_env.files import atomic_save_figure, atomic_write_text, read_json_dict
 
 SHORT = {"formation_energy": "E_f (eV/atom)", "bulk_modulus": "ln K (ln GPa)", "shear_modulus": "ln G (ln GPa)",
@@ -138,17 +139,17 @@ def paper_list_results(folder: Path, tasks: Sequence[BenchTask], out: Path, refe
                 continue  # e.g. the sintering run 1 is missing from the authors' repository
             raw = path.read_bytes()
             settings = {"paper_list": name, "sha256": hashlib.sha256(raw).hexdigest(),
-                        "predictors": predictor_ids(models), "format": RESULT_FORMAT}
+                        "predictors": predictor_ids(models), "format": RESULT_FORMAT,
+                        "rules": tables_fingerprint()}
             result_path = out / "table1_runs" / task.key / PAPER_PUBLISHED / f"run{seed + 1}" / "result.json"
             cached = read_json_dict(result_path)
-            if (cached is None or cached.get("settings") != settings
-                    or not all(k in cached["metrics"] for k in REQUIRED_METRICS)):
+            if cached is None or cached.get("settings") != settings or not metrics_current(cached):
                 formulas = [line.strip() for line in raw.decode().splitlines() if line.strip()]
                 t0 = time.perf_counter()
                 metrics, _ = assess_run(formulas, task, METHODS["paper_dqn"], reference)
                 cached = dict(task=task.key, method=PAPER_PUBLISHED, seed=seed, n=len(formulas), iterations=0,
                               train_seconds=0.0, generate_seconds=0.0, evaluate_seconds=time.perf_counter() - t0,
-                              metrics=metrics, settings=settings)
+                              metrics=metrics, settings=settings, metric_rules=tables_fingerprint())
                 result_path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(result_path, cached)
             results.append(cached)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from oxide_env.chemistry.validity import tables_fingerprint
 from oxide_env.files import read_json_dict
 from oxide_env.tasks import STABLE_PLAUSIBLE_DESIGN
 
@@ -116,7 +117,7 @@ def run_settings(task: BenchTask, method: Method, seed: int, *, n: int, iteratio
 
     The random baseline depends on neither the task nor the training budget.
     """
-    from agents.train import without_new_defaults
+    from agents.train import rule_fingerprints, without_new_defaults
 
     settings: dict[str, Any] = {"format": RESULT_FORMAT,
                                 "method": without_new_defaults({k: v for k, v in asdict(method).items()
@@ -126,6 +127,9 @@ def run_settings(task: BenchTask, method: Method, seed: int, *, n: int, iteratio
         settings.update(task={k: v for k, v in asdict(task).items() if k != "label"}, iterations=iterations)
     if method.kind == "maskable_ppo":
         settings["ppo"] = dict(PPO_SETTINGS, n_envs=PPO_ENVS)
+    rules = rule_fingerprints(method.exact_masks, method.constraints, method.design_constraints)
+    if rules:
+        settings["rules"] = rules
     return _plain(settings)
 
 
@@ -291,7 +295,8 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     write_materials_csv(directory / "formulas.csv", formulas, columns)
     result = dict(task=task.key, method=method.key, seed=seed, n=n, iterations=iterations,
                   train_seconds=train_seconds, generate_seconds=generate_seconds,
-                  evaluate_seconds=evaluate_seconds, metrics=metrics, settings=settings)
+                  evaluate_seconds=evaluate_seconds, metrics=metrics, settings=settings,
+                  metric_rules=tables_fingerprint())
     atomic_write_json(result_path, result)  # a run counts as finished only once its result is complete
     return result
 
@@ -300,11 +305,18 @@ REQUIRED_METRICS = ("pct_plausible_near_hull",)
 """Metrics added after runs of unchanged settings were made: recomputed from their stored designs."""
 
 
+def metrics_current(result: dict[str, Any]) -> bool:
+    """Whether a stored result has every metric of :data:`REQUIRED_METRICS`, computed under today's
+    validity tables (:func:`~oxide_env.chemistry.validity.tables_fingerprint`)."""
+    return (all(k in result.get("metrics", {}) for k in REQUIRED_METRICS)
+            and result.get("metric_rules") == tables_fingerprint())
+
+
 def _with_current_metrics(cached: dict[str, Any], task: BenchTask, method: Method, directory: Path,
                           reference: Any) -> dict[str, Any]:
-    """A finished run whose metrics lack one of :data:`REQUIRED_METRICS`, re-assessed from its
+    """A finished run whose metrics are not :func:`metrics_current`, re-assessed from its
     ``formulas.csv`` (the designs as generated; same settings, same predictors: no retraining)."""
-    if all(k in cached["metrics"] for k in REQUIRED_METRICS) or not (directory / "formulas.csv").is_file():
+    if not (directory / "formulas.csv").is_file() or metrics_current(cached):
         return cached
     from agents.generation import read_materials_csv
     from oxide_env.files import atomic_write_json
@@ -312,7 +324,7 @@ def _with_current_metrics(cached: dict[str, Any], task: BenchTask, method: Metho
     _, generated, _ = read_materials_csv(directory / "formulas.csv")
     metrics, _ = assess_run(generated, task, method, reference)
     kept = {k: v for k, v in cached["metrics"].items() if k == "pct_unique_policy"}  # measured at generation
-    updated = dict(cached, metrics={**metrics, **kept})
+    updated = dict(cached, metrics={**metrics, **kept}, metric_rules=tables_fingerprint())
     atomic_write_json(directory / "result.json", updated)
     return updated
 

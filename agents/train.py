@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,8 +139,32 @@ class AgentRun:
         return (self.iterations + 1) * self.episodes_per_iteration * STEPS_PER_EPISODE
 
     def settings(self) -> dict[str, Any]:
-        """Every setting that determines the run's result, as plain JSON."""
-        return {"format": SETTINGS_FORMAT, **without_new_defaults(json.loads(json.dumps(asdict(self))))}
+        """Every setting that determines the run's result, as plain JSON (with the fingerprints of
+        the validity rules its masks, oracles and constraints use: :func:`rule_fingerprints`)."""
+        settings = {"format": SETTINGS_FORMAT, **without_new_defaults(json.loads(json.dumps(asdict(self))))}
+        rules = rule_fingerprints(self.exact_masks, self.constraints, self.design_constraints)
+        return {**settings, "rules": rules} if rules else settings
+
+
+def rule_fingerprints(exact_masks: str | None, constraints: Sequence[str] = (),
+                      design_constraints: dict[str, Any] | None = None) -> dict[str, str]:
+    """The fingerprint (oxidation-state tables, electronegativities) of every validity rule that
+    masks, oracle labels or design constraints use, by rule name: a stored result or checkpoint
+    is reused only while these rules are the same (e.g. not after the oxide rule's states changed).
+
+    Example:
+        >>> sorted(rule_fingerprints("oxide_rule", ("charge_neutral",)))
+        ['charge_neutral', 'oxide_rule']
+        >>> rule_fingerprints(None)
+        {}
+    """
+    from oxide_env.chemistry.completion import CONSTRAINTS, rule_fingerprint
+
+    names = {exact_masks} if exact_masks else set()
+    names |= {c for c in constraints if c in CONSTRAINTS}
+    if design_constraints and design_constraints.get("oxide_rule"):
+        names.add("oxide_rule")
+    return {name: rule_fingerprint(name) for name in sorted(names)}
 
 
 NEW_DEFAULTS: dict[str, Any] = {"constraint_lookahead": False}

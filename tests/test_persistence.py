@@ -202,6 +202,31 @@ def test_benchmark_results_are_keyed_by_their_settings(tmp_path, monkeypatch):
     result_path.write_text(json.dumps(legacy))
     benchmark.run_table1(n=20, **kwargs)
     assert json.loads(result_path.read_text())["metrics"]["n"] == 20
+    # metrics computed under other validity tables are re-assessed from the stored designs
+    stale = json.loads(result_path.read_text())
+    stale["metric_rules"] = "0" * 64
+    stale["metrics"]["pct_oxide_rule"] = -1.0
+    result_path.write_text(json.dumps(stale))
+    benchmark.run_table1(n=20, **kwargs)
+    fresh = json.loads(result_path.read_text())
+    assert fresh["metric_rules"] != "0" * 64 and fresh["metrics"]["pct_oxide_rule"] >= 0
+
+
+def test_runs_are_keyed_by_the_rules_their_masks_use(monkeypatch):
+    """A method masked by the oxide rule stores the rule's fingerprint: a run made under other
+    oxidation-state tables is not reused; a method that uses no rule stores none."""
+    from agents import train
+    from agents.runs import METHODS, TASKS_BY_KEY, run_settings
+
+    task = TASKS_BY_KEY["bulk_modulus"]
+    ours = run_settings(task, METHODS["constrained_dqn"], 0, n=10, iterations=1, predictors={})
+    assert set(ours["rules"]) == {"oxide_rule"}
+    assert "rules" not in run_settings(task, METHODS["dqn_no_oracles"], 0, n=10, iterations=1, predictors={})
+    assert set(run_settings(task, METHODS["paper_dqn"], 0, n=10, iterations=1, predictors={})["rules"]) == {
+        "charge_neutral", "electronegativity_balanced"}
+    monkeypatch.setattr("oxide_env.chemistry.completion.rule_fingerprint", lambda name: "other")
+    assert run_settings(task, METHODS["constrained_dqn"], 0, n=10, iterations=1, predictors={}) != ours
+    assert train.AgentRun(exact_masks="oxide_rule", constraints=()).settings()["rules"] == {"oxide_rule": "other"}
 
 
 # ------------------------------------------------------------------------------------ CLI train

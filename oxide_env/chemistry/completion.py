@@ -128,6 +128,7 @@ __all__ = [
     "completable_action_masks",
     "completable_actions",
     "is_completable",
+    "rule_fingerprint",
 ]
 
 Constraint = Literal["charge_neutral", "electronegativity_balanced", "oxide_rule"]
@@ -138,7 +139,7 @@ _PROVEN_STEP = 2
 _PROOF_FINGERPRINTS = {
     "charge_neutral": "a7cf24caad98a2ad2987a4753fd9dfa2708eb78d7dd48fb25de1d1008d354452",
     "electronegativity_balanced": "16099978c2837bfd62a671c27347a17ecdf6f6be8d9a564356d716ac06e75a19",
-    "oxide_rule": "e435a5c561123f234cd16c8c68278190357b920c62e71a82fffe265c5b0eefba",
+    "oxide_rule": "fb684cb99f556c846d1b61d5d8aa78c7dafa21c344d1b9318990a6482dca992a",
 }
 """Per constraint: the :attr:`_Rule.fingerprint` (element order, oxidation states,
 electronegativities, counts) for which the slow test ``test_every_step2_state_is_completable``
@@ -267,7 +268,8 @@ def _make_rule(constraint: str) -> _Rule:
         return _Rule(constraint, validity.state_table("smact14"), en=False, single_element_valid=True)
     if constraint == "electronegativity_balanced":
         return _Rule(constraint, validity.state_table("smact14"), en=True, single_element_valid=True)
-    # validity.oxide_rule: icsd24 states restricted (O only -2, metals >= 0), Pauling test,
+    # validity.oxide_rule: icsd24 states restricted (O only -2, metals >= 0, states pymatgen
+    # counts as common), Pauling test,
     # oxygen and another element needed (every legal final composition has both)
     states = validity.oxide_states(validity.state_table("icsd24"))
     return _Rule(constraint, states, en=True, single_element_valid=False)
@@ -276,6 +278,18 @@ def _make_rule(constraint: str) -> _Rule:
 @functools.lru_cache(maxsize=None)
 def _rule(constraint: str) -> _Rule:
     return _make_rule(_check_constraint(constraint))
+
+
+def rule_fingerprint(constraint: str) -> str:
+    """The sha256 of a constraint's rule: element order, oxidation-state table, electronegativities
+    and counts. It changes whenever the rule's meaning does (a new state table, another smact or
+    pymatgen), so results made under a rule can be keyed by it.
+
+    Example:
+        >>> len(rule_fingerprint("oxide_rule"))
+        64
+    """
+    return _rule(constraint).fingerprint
 
 
 # ------------------------------------------------------------------ bitsets (compiled)
