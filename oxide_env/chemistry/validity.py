@@ -316,7 +316,7 @@ default (``Element.icsd_oxidation_states``, states common in the ICSD, or
 ``Element.common_oxidation_states`` where pymatgen lists no ICSD state: Os, Pt, Au, ...)."""
 
 
-def oxide_states(states: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+def oxide_states(states: Sequence[Sequence[int]], *, common_only: bool = True) -> tuple[tuple[int, ...], ...]:
     """The oxide rule's restriction of a state table: oxygen only −2, metals only ≥ 0, and
     only states pymatgen also counts as common (:data:`PYMATGEN_STATES`).
 
@@ -327,11 +327,15 @@ def oxide_states(states: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]
     23 of them with Zn, pymatgen's ``oxi_state_guesses`` found no charge-balanced assignment. The price: a few real
     but rare oxidation states (Fe+4 in SrFeO3, Os+8 in OsO4, Cl+7 in perchlorates) fail too.
 
+    ``common_only=False`` skips the last condition (the rule before it was added).
+
     Example:
         >>> oxide_states(state_table("icsd24"))[ELEMENTS.index("O")]
         (-2,)
         >>> oxide_states(state_table("icsd24"))[ELEMENTS.index("Zn")]
         (2,)
+        >>> oxide_states(state_table("icsd24"), common_only=False)[ELEMENTS.index("Zn")]
+        (2, 3)
     """
     out = []
     for i, st in enumerate(states):
@@ -339,7 +343,7 @@ def oxide_states(states: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]
             st = tuple(s for s in st if s == -2)
         elif IS_METAL[i]:
             st = tuple(s for s in st if s >= 0)
-        out.append(tuple(s for s in st if s in PYMATGEN_STATES[i]))
+        out.append(tuple(s for s in st if s in PYMATGEN_STATES[i]) if common_only else tuple(st))
     return tuple(out)
 
 
@@ -377,9 +381,9 @@ def tables_fingerprint() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _rule(oxidation_states: str, oxide: bool = False) -> StateRule:
+def _rule(oxidation_states: str, oxide: bool = False, common_only: bool = True) -> StateRule:
     states = state_table(oxidation_states)
-    return StateRule(oxide_states(states) if oxide else states)
+    return StateRule(oxide_states(states, common_only=common_only) if oxide else states)
 
 
 _SMACT14 = _rule("smact14")
@@ -581,6 +585,7 @@ def oxide_rule(
     compositions: str | Sequence[str] | Sequence[Sequence[int]] | np.ndarray,
     *,
     oxidation_states: OxidationStateSet = "icsd24",
+    common_only: bool = True,
 ) -> np.ndarray:
     """Whether each composition is a plausible oxide by its oxidation states.
 
@@ -600,6 +605,8 @@ def oxide_rule(
     Args:
         compositions: as for :func:`charge_neutral`.
         oxidation_states: the state set restricted by the rule.
+        common_only: keep only the states pymatgen also counts as common (default). ``False``
+            is the looser rule used before (e.g. Zn+3 allowed), for comparison only.
 
     Returns:
         ``np.ndarray`` of dtype bool and shape ``(n,)``.
@@ -608,7 +615,7 @@ def oxide_rule(
         >>> oxide_rule(["MgAl2O4", "BaTiO3", "Re10Os8O7", "Au3I5Br2O2", "TiO"]).tolist()
         [True, True, False, False, True]
     """
-    test = _rule(oxidation_states, oxide=True).balanced
+    test = _rule(oxidation_states, oxide=True, common_only=common_only).balanced
     keys = _keys(compositions)
     out = np.zeros(len(keys), dtype=bool)
     for r, key in enumerate(keys):
@@ -662,6 +669,7 @@ def electronegativity_balanced_paper_rule(
 
 def clear_cache() -> None:
     """Empty the memoisation caches (used by benchmarks to time cold calls)."""
-    for rule in (_rule(name, oxide) for name in OXIDATION_STATE_SETS for oxide in (False, True)):
-        rule.cache_clear()
+    for name in OXIDATION_STATE_SETS:
+        for rule in (_rule(name), _rule(name, True), _rule(name, True, False)):
+            rule.cache_clear()
     _formula_key.cache_clear()
