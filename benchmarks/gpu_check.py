@@ -1,6 +1,7 @@
 """The policy's GPU path, measured: training and generation on ``cuda`` beside the same work on the CPU.
 
-Three checks, each written to ``--out`` as soon as it finishes (Markdown + JSON):
+Three checks, each written to ``--out`` as soon as it finishes (JSON, and ``gpu_check.md`` rebuilt
+from them; ``--report-only`` rebuilds it without running anything):
 
 1. **The paper's protocol** (``AgentRun`` defaults: 1 warm-up + ``--iterations`` iterations of
    100 episodes, 100 environments) trained on ``--device``; generation of 10,000 materials
@@ -110,6 +111,64 @@ def table1_method(args) -> dict:
     return record
 
 
+def _fmt(value, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def write_report(out: Path) -> str:
+    """``out/gpu_check.md`` from the JSON records of the checks found in ``out`` (returned too).
+
+    The CPU column holds what the records carry: the stored CPU run of the same task and seed
+    (``cpu_run``, from ``benchmarks/results/table1_runs``) for our method; for the paper's protocol,
+    the CPU figures live in ``agent_speed.md``.
+    """
+    def load(name: str) -> dict | None:
+        path = out / f"{name}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    info = load("info") or {}
+    lines = [f"# The policy's GPU path ({info.get('gpu') or info.get('device', '?')}, torch {info.get('torch', '?')})",
+             "", "Written by `benchmarks/gpu_check.py` from the JSON records beside this file. CI never runs it.", ""]
+    pp, t1 = load("paper_protocol"), load("table1_method")
+    for name, rec in (("paper_protocol", pp), ("table1_method", t1)):
+        if rec is not None and "error" in rec:
+            lines += [f"**{name} failed:**", "", "```", rec["error"].strip()[-2000:], "```", ""]
+    rows = []
+    if pp is not None and "error" not in pp:
+        rows += [
+            (f"paper protocol ({pp['total_timesteps']:,} steps, {pp['task']}): training wall time",
+             f"{pp['train_seconds']:.1f} s", "see `agent_speed.md`"),
+            ("generation, 10,000 materials, top-20 % sampling on the device", f"{pp['generate_per_s']:,.0f} /s",
+             "see `agent_speed.md`"),
+            ("generation with exact oxide-rule masks (cold mask memo; masks on the CPU)",
+             f"{pp['generate_oxide_rule_per_s_cold']:,.0f} /s", "see `agent_speed.md`"),
+            ("Q of 1,024 random-baseline states: max abs difference device vs the same weights on the CPU",
+             f"{pp['max_abs_q_difference_cpu_vs_device']:.1e} (|Q| up to {pp['q_scale']:.1f})", "-"),
+        ]
+    if t1 is not None and "error" not in t1:
+        cpu = t1.get("cpu_run") or {}
+        rows += [
+            (f"our Table 1 method ({t1['task']}, seed {t1['seed']}, {t1['iterations']} iterations): training",
+             f"{t1['train_seconds']:.0f} s", f"{_fmt(cpu.get('train_seconds'), '.0f')} s"),
+            ("... % plausible / % oxide rule / % in domain / % unique (1,000 designs)",
+             " / ".join(_fmt(t1.get(k)) for k in ("pct_plausible", "pct_oxide_rule", "pct_in_domain", "pct_unique")),
+             " / ".join(_fmt(cpu.get(k)) for k in ("pct_plausible", "pct_oxide_rule", "pct_in_domain", "pct_unique"))),
+            ("... ElMD (mean pairwise)", _fmt(t1.get("elmd_mean"), ".2f"), _fmt(cpu.get("elmd_mean"), ".2f")),
+        ]
+    if rows:
+        lines += [f"| check | on {info.get('device', 'the device')} | on the CPU (stored run) |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+        lines += ["", "GPU and CPU runs of one seed are not bit-identical (other kernels, other rounding), so "
+                  "their training trajectories diverge: compare the figures with the spread over CPU seeds, "
+                  "not with one seed.", ""]
+    for name, rec in (("paper protocol", pp), ("our method", t1)):
+        if rec is not None and rec.get("sample"):
+            lines.append(f"First designs ({name}): {', '.join(rec['sample'][:5])}.")
+    text = "\n".join(lines) + "\n"
+    (out / "gpu_check.md").write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="torch device of the policy (default cuda)")
@@ -120,7 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checks", nargs="+", default=["paper_protocol", "table1_method"],
                         choices=["paper_protocol", "table1_method"])
     parser.add_argument("--out", type=Path, default=Path("gpu_check"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rewrite --out/gpu_check.md from the JSON records already there (no GPU needed)")
     args = parser.parse_args(argv)
+    if args.report_only:
+        if not (args.out / "info.json").is_file():
+            parser.error(f"--report-only: no info.json in {str(args.out)!r}; run the checks there first.")
+        print(write_report(args.out))
+        return 0
 
     import torch
 
@@ -140,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
         record["wall_seconds"] = time.perf_counter() - t0
         _write(args.out, name, record)
+        write_report(args.out)  # after each check: an interruption keeps the report of what finished
     return 1 if failed else 0
 
 
