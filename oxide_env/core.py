@@ -106,6 +106,35 @@ def observation_space(normalize: bool = False) -> spaces.Box:
                       high=np.concatenate([high, np.ones(N_STEPS)]).astype(np.float32), dtype=np.float32)
 
 
+_ROW_HASH = np.random.default_rng(20261204).integers(1, 2**62, size=N_ELEMENTS, dtype=np.int64) | 1
+
+
+def unique_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)`` of the distinct rows of an int64 matrix: ``counts[first]`` are the
+    distinct rows and ``counts[first][inverse]`` equals ``counts``.
+
+    The same result as ``np.unique(counts, axis=0, return_index=True, return_inverse=True)`` up to
+    the order of the distinct rows, ~10x faster: rows are hashed to one int64 (a random linear
+    map, wrapping) and the hashes deduplicated; a collision (checked, exact) falls back to
+    ``np.unique(axis=0)``.
+
+    Example:
+        >>> first, inverse = unique_rows(np.array([[1, 0], [0, 1], [1, 0]]))
+        >>> len(first), (np.array([[1, 0], [0, 1], [1, 0]])[first][inverse] == [[1, 0], [0, 1], [1, 0]]).all()
+        (2, np.True_)
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape[1] == N_ELEMENTS:
+        with np.errstate(over="ignore"):
+            keys = counts @ _ROW_HASH
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if (counts[first][inverse] == counts).all():
+            return first, inverse
+    _, first, inverse = np.unique(counts, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
 def exact_action_masks(counts: np.ndarray, steps: np.ndarray | int, constraint: str) -> np.ndarray:
     """Exact constraint masks of a batch of running states, ``bool (n, 800)``.
 
@@ -121,12 +150,13 @@ def exact_action_masks(counts: np.ndarray, steps: np.ndarray | int, constraint: 
     batched = getattr(completion, "completable_action_masks", None)
     for step in np.unique(steps):
         rows = np.flatnonzero(steps == step)
-        states, inverse = np.unique(counts[rows], axis=0, return_inverse=True)
+        first, inverse = unique_rows(counts[rows])
+        states = counts[rows][first]
         if batched is not None:
             masks = batched(states, int(step), constraint)
         else:
             masks = np.stack([completion.completable_actions(s, int(step), constraint) for s in states])
-        out[rows] = masks[inverse.reshape(-1)]
+        out[rows] = masks[inverse]
     return out
 
 

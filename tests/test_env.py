@@ -304,3 +304,16 @@ def test_arguments_checked_when_the_env_is_built():
         make(oracle_threshold=2)
     with pytest.raises(TypeError, match="invalid_action_reward=None|invalid_action_reward='x'"):
         make(invalid_action_reward="x")
+
+
+def test_unique_rows_equals_numpy_and_survives_hash_collisions(monkeypatch) -> None:
+    from oxide_env import core
+
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 3, size=(2000, 80)) * (rng.random((2000, 80)) < 0.04)
+    want = np.unique(counts, axis=0)
+    for _ in range(2):  # the hashed path, then every row colliding (falls back to np.unique)
+        first, inverse = core.unique_rows(counts)
+        assert (counts[first][inverse] == counts).all()
+        assert len(first) == len(want) and len(np.unique(counts[first], axis=0)) == len(want)
+        monkeypatch.setattr(core, "_ROW_HASH", np.zeros(80, dtype=np.int64))
