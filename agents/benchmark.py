@@ -21,8 +21,8 @@ episodes):
 
 * ``constrained_dqn`` — ours: :class:`~agents.dqn.ConstrainedDQN` on the environment with
   *exact* oxide-rule masks (an action is allowed only if some completion of the episode passes
-  the oxide rule: icsd24 states, oxygen -2, no negative metal, charge neutral and
-  electronegativity balanced) and the terminal
+  the oxide rule: icsd24 states pymatgen counts as common, oxygen -2, no negative metal, charge
+  neutral and electronegativity balanced) and the terminal
   design constraints :data:`oxide_env.tasks.STABLE_PLAUSIBLE_DESIGN` (oxide rule, predicted E_f <= -0.5
   eV/atom, at most 0.1 eV/atom above the hull of the known compounds, inside the domains of the
   formation-energy and the task's predictors, novel: a design that breaks one earns the task's
@@ -314,7 +314,8 @@ def write_report(out: Path, results: list[dict[str, Any]], *, methods: Sequence[
         lines += [f"## {task.label}", "",
                   "Validity under each rule, in separate columns (ours: SMACT 2014 states on reduced formulas; "
                   "the paper's rule: the authors' checker, unreduced amounts; icsd24: the commonly observed states; "
-                  "oxide rule: icsd24, O −2, no negative metal), and plausibility (oxide rule AND predicted "
+                  "oxide rule: icsd24 states pymatgen counts as common, O −2, no negative metal), and plausibility "
+                  "(oxide rule AND predicted "
                   "E_f ≤ −0.5 eV/atom AND inside the applicability domain of the formation-energy and the task's "
                   "predictors); the last column also asks a predicted E_f at most 0.1 eV/atom above the convex hull of the "
                   "known compounds (stable enough to be worth making).", ""]

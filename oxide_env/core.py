@@ -56,7 +56,8 @@ ExactMask = Constraint
 EXACT_MASKS: tuple[str, ...] = CONSTRAINTS
 """The exact forward masks (:mod:`oxide_env.chemistry.completion`): SMACT 2014 charge neutrality or
 electronegativity balance (the paper's checks), or the oxide rule
-(:func:`oxide_env.chemistry.validity.oxide_rule`: icsd24 states, oxygen -2, no negative metal)."""
+(:func:`oxide_env.chemistry.validity.oxide_rule`: icsd24 states pymatgen also counts as common,
+oxygen -2, no negative metal)."""
 Oracle = Callable[[np.ndarray, np.ndarray], np.ndarray]
 _ALL_ACTIONS = np.arange(N_ACTIONS)
 _LAST_ACTIONS = OXYGEN_INDEX * N_COUNTS + np.arange(1, N_COUNTS)  # the last step's choices: oxygen 1-9

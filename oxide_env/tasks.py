@@ -145,7 +145,7 @@ class DesignConstraints:
 
     Attributes:
         oxide_rule: the oxide rule (:func:`oxide_env.chemistry.validity.oxide_rule`: icsd24
-            states, oxygen −2, no negative metal).
+            states pymatgen also counts as common, oxygen −2, no negative metal).
         properties: ``(predictor, "<=" or ">=", bound)`` on the predicted (ensemble-mean) value.
         domain: predictors whose applicability domain the design must be inside.
         novel: the reduced composition is none of the predictors' training compositions.

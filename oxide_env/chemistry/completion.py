@@ -19,7 +19,8 @@ passes a validity constraint, with the constraint exactly as
 * ``"electronegativity_balanced"``:
   :func:`~oxide_env.chemistry.validity.electronegativity_balanced` (SMACT 2014): the same
   with every cation (state > 0) strictly less electronegative (Pauling) than every anion;
-* ``"oxide_rule"``: :func:`~oxide_env.chemistry.validity.oxide_rule` (``icsd24`` states,
+* ``"oxide_rule"``: :func:`~oxide_env.chemistry.validity.oxide_rule` (``icsd24`` states that
+  pymatgen also counts as common,
   oxygen only -2, no metal negative, electronegativity balanced, oxygen and another
   element present -- which every legal final composition has).
 
