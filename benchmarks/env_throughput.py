@@ -17,6 +17,7 @@ Writes ``benchmarks/results/env_throughput.md`` and ``.csv``.
 from __future__ import annotations
 
 import argparse
+import os
 import csv
 import sys
 import time
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from predictors.envs import reward_model
 
     torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0]  # another job on the cores slows every row: say so in the report
     constant = {name: (lambda c: np.zeros(len(c))) for name in PREDICTOR_NAMES}
     n, steps = args.envs, args.steps
     rows: list[dict] = []
@@ -161,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                f"--threads {args.threads}")
     lines = ["# OxideComposition-v0 throughput (random allowed actions, cold memos)", "",
              f"{n} copies per vector env; {steps} vector steps per row (the old path: a fifth of them); only the "
-             "env's step (and mask) calls are timed; torch threads: " + str(args.threads) + ".", "",
+             "env's step (and mask) calls are timed; torch threads: " + str(args.threads) + f"; {os.cpu_count()} "
+             f"CPU cores, 1-minute load average {load:.2f} when it started (above ~0.5, another job shared the "
+             "cores and every figure is lower than on an idle machine).", "",
              "| setting | steps/s | old path steps/s | ratio | target |", "|---|---|---|---|---|"]
     lines += [f"| {r['setting']} | {fmt(r['steps_per_s'])} | {fmt(r['old_path_steps_per_s'])} | "
               + ("-" if r["ratio"] is None else f"{r['ratio']:.1f}x") + f" | {r['target']} |" for r in rows]
