@@ -32,8 +32,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def pymatgen_assignable(formula: str) -> bool:
-    """Whether pymatgen finds a charge-balanced assignment with O at -2 and no negative metal."""
+RARE_SHARE = 0.05
+"""A state is *rare* for an element when it holds under this share of the element's charged sites in
+pymatgen's ICSD bond-valence statistics (``pymatgen.analysis.bond_valence.ICSD_BV_DATA``)."""
+
+
+def pymatgen_guesses(formula: str) -> list[dict[str, float]]:
+    """pymatgen's charge-balanced assignments (most probable first), O at -2 and no negative metal."""
     from pymatgen.core import Composition, Element
 
     comp = Composition(formula)
@@ -42,7 +47,40 @@ def pymatgen_assignable(formula: str) -> bool:
         e = Element(el.symbol)
         if e.is_metal:
             override[el.symbol] = [x for x in (e.icsd_oxidation_states or e.common_oxidation_states) if x >= 0]
-    return bool(comp.oxi_state_guesses(oxi_states_override=override, max_sites=-50))
+    return list(comp.oxi_state_guesses(oxi_states_override=override, max_sites=-50))
+
+
+def pymatgen_assignable(formula: str) -> bool:
+    """Whether pymatgen finds a charge-balanced assignment with O at -2 and no negative metal."""
+    return bool(pymatgen_guesses(formula))
+
+
+def _state_shares() -> dict[tuple[str, int], float]:
+    from pymatgen.analysis.bond_valence import ICSD_BV_DATA
+
+    totals: dict[str, int] = {}
+    for species, d in ICSD_BV_DATA.items():
+        if species.oxi_state:
+            totals[species.symbol] = totals.get(species.symbol, 0) + d["n_data_pts"]
+    return {(sp.symbol, int(sp.oxi_state)): d["n_data_pts"] / totals[sp.symbol]
+            for sp, d in ICSD_BV_DATA.items() if sp.oxi_state and float(sp.oxi_state).is_integer()}
+
+
+def rare_state(formula: str, shares: dict[tuple[str, int], float]) -> str | None:
+    """The rarest state of pymatgen's most probable assignment (e.g. ``"La+2"``) when it is rare
+    (:data:`RARE_SHARE`; elements without statistics, such as Os, are not judged), else ``None``;
+    ``"none"`` when pymatgen finds no assignment. Mixed valence (a fractional state) is not rare."""
+    guesses = pymatgen_guesses(formula)
+    if not guesses:
+        return "none"
+    worst = None
+    for el, v in guesses[0].items():
+        if el == "O" or not float(v).is_integer() or not any(k[0] == el for k in shares):
+            continue
+        share = shares.get((el, int(v)), 0.0)
+        if share < RARE_SHARE and (worst is None or share < worst[0]):
+            worst = (share, f"{el}{int(v):+d}")
+    return None if worst is None else worst[1]
 
 
 def _oxides(formulas: list[str]) -> list[str]:
@@ -88,6 +126,7 @@ def design_rows(root: Path, sample: int, seed: int) -> list[dict]:
     from oxide_env.chemistry.validity import oxide_rule
 
     rng = np.random.default_rng(seed)
+    shares = _state_shares()
     rows = []
     for path in sorted(root.rglob("formulas.csv")):
         formulas, _, _ = read_materials_csv(path)
@@ -96,11 +135,17 @@ def design_rows(root: Path, sample: int, seed: int) -> list[dict]:
         passed = [f for f, ok in zip(formulas, old) if ok]
         picked = rng.choice(len(passed), min(sample, len(passed)), replace=False) if passed else []
         no_pmg = [passed[i] for i in picked if not pymatgen_assignable(passed[i])]
+        passed_new = sorted({f for f, ok in zip(formulas, new) if ok})
+        picked_new = rng.choice(len(passed_new), min(sample, len(passed_new)), replace=False) if passed_new else []
+        rare = [(passed_new[i], r) for i in picked_new if (r := rare_state(passed_new[i], shares)) is not None]
         rel = path.parent.relative_to(root)
         rows.append({"run": str(rel), "n": len(formulas), "pct_old_rule": 100 * old.mean(),
                      "pct_new_rule": 100 * new.mean(), "sampled_old_passes": len(picked),
                      "pct_sample_without_pymatgen_assignment": 100 * len(no_pmg) / max(len(picked), 1),
-                     "examples_without_assignment": " ".join(no_pmg[:4])})
+                     "examples_without_assignment": " ".join(no_pmg[:4]),
+                     "sampled_new_passes": len(picked_new),
+                     "pct_sample_rare_state": 100 * len(rare) / max(len(picked_new), 1),
+                     "examples_rare_state": " ".join(f"{f} ({r})" for f, r in rare[:3])})
     return rows
 
 
@@ -132,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(designs):
         lines += ["## Generated designs (what it buys)", "",
                   f"`pct_sample_without_pymatgen_assignment`: of up to {args.sample} random old-rule passes, the "
-                  "share for which pymatgen's `oxi_state_guesses` (O -2, metals >= 0) finds no assignment.", "",
+                  "share for which pymatgen's `oxi_state_guesses` (O -2, metals >= 0) finds no assignment. "
+                  f"`pct_sample_rare_state`: of up to {args.sample} distinct new-rule passes, the share whose most "
+                  "probable pymatgen assignment gives some element a *rare* state: one held by under "
+                  f"{RARE_SHARE:.0%} of that element's charged sites in pymatgen's ICSD bond-valence statistics "
+                  "(La+2, Sc+2, Ni+4...; what the new rule still lets through).", "",
                   designs.to_markdown(index=False, floatfmt=".1f"), ""]
         designs.to_csv(args.out / "oxide_rule_states_designs.csv", index=False)
     atomic_write_text(args.out / "oxide_rule_states.md", "\n".join(lines))

@@ -36,3 +36,11 @@ def test_pymatgen_assignable_matches_the_oxide_rule_examples() -> None:
     module = _module("oxide_rule_states")
     assert module.pymatgen_assignable("ZnO") and module.pymatgen_assignable("Fe3O4")  # mixed valence
     assert not module.pymatgen_assignable("Zn2O3")  # Zn+3 is not a common state
+
+
+def test_rare_states_are_judged_by_icsd_statistics() -> None:
+    module = _module("oxide_rule_states")
+    shares = module._state_shares()
+    assert module.rare_state("La2O3", shares) is None and module.rare_state("BaTiO3", shares) is None
+    assert module.rare_state("LaO", shares) == "La+2"  # La+2: ~2 % of La's charged ICSD sites
+    assert module.rare_state("Fe3O4", shares) is None  # mixed valence is not judged rare
