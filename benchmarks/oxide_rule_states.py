@@ -1,9 +1,10 @@
 """What the oxide rule's "common states only" condition costs and buys.
 
 The oxide rule (:func:`oxide_env.chemistry.validity.oxide_rule`) keeps only the ``icsd24``
-oxidation states that pymatgen also counts as common (``common_only=True``, the default since
-it was found that agents masked by ``icsd24`` alone balanced their designs with Zn+3, Y+1 or
-Sr+4). This script measures both sides, old rule (``common_only=False``) against new:
+oxidation states that pymatgen also counts as common and that are not rare in pymatgen's ICSD
+bond-valence statistics (``common_only=True``, the default since it was found that agents masked
+by ``icsd24`` alone balanced their designs with Zn+3, Ga+4 or Pr+2, and by the pymatgen states
+alone with La+2). This script measures both sides, old rule (``common_only=False``) against new:
 
 * **Cost**: the share of *real* oxides that pass -- compounds made in laboratories (the
   sintering and calcination tables, text-mined from synthesis papers) and the computed
@@ -11,7 +12,8 @@ Sr+4). This script measures both sides, old rule (``common_only=False``) against
 * **Gain**: for generated designs (``formulas.csv`` files of benchmark runs), the share that
   passes each rule, and how many of the old rule's passes have *no* charge-balanced assignment
   by pymatgen's ``Composition.oxi_state_guesses()`` (oxygen -2, metals >= 0, pymatgen's
-  default ICSD states; mixed valence allowed), on a sample.
+  default ICSD states; mixed valence allowed), and how many of the new rule's passes still get a
+  rare state in pymatgen's most probable assignment, on samples.
 
 Writes ``oxide_rule_states.md`` and ``.csv`` to ``--out``.
 
@@ -32,11 +34,6 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-RARE_SHARE = 0.05
-"""A state is *rare* for an element when it holds under this share of the element's charged sites in
-pymatgen's ICSD bond-valence statistics (``pymatgen.analysis.bond_valence.ICSD_BV_DATA``)."""
-
-
 def pymatgen_guesses(formula: str) -> list[dict[str, float]]:
     """pymatgen's charge-balanced assignments (most probable first), O at -2 and no negative metal."""
     from pymatgen.core import Composition, Element
@@ -55,32 +52,23 @@ def pymatgen_assignable(formula: str) -> bool:
     return bool(pymatgen_guesses(formula))
 
 
-def _state_shares() -> dict[tuple[str, int], float]:
-    from pymatgen.analysis.bond_valence import ICSD_BV_DATA
+def rare_state(formula: str) -> str | None:
+    """The first rare state of pymatgen's most probable assignment (e.g. ``"La+2"``: not among
+    :func:`oxide_env.chemistry.validity.frequent_states`; elements without statistics, such as Os,
+    are not judged), else ``None``; ``"none"`` when pymatgen finds no assignment. Mixed valence (a
+    fractional state) is not judged rare."""
+    from oxide_env.chemistry.elements import ELEMENTS
+    from oxide_env.chemistry.validity import frequent_states
 
-    totals: dict[str, int] = {}
-    for species, d in ICSD_BV_DATA.items():
-        if species.oxi_state:
-            totals[species.symbol] = totals.get(species.symbol, 0) + d["n_data_pts"]
-    return {(sp.symbol, int(sp.oxi_state)): d["n_data_pts"] / totals[sp.symbol]
-            for sp, d in ICSD_BV_DATA.items() if sp.oxi_state and float(sp.oxi_state).is_integer()}
-
-
-def rare_state(formula: str, shares: dict[tuple[str, int], float]) -> str | None:
-    """The rarest state of pymatgen's most probable assignment (e.g. ``"La+2"``) when it is rare
-    (:data:`RARE_SHARE`; elements without statistics, such as Os, are not judged), else ``None``;
-    ``"none"`` when pymatgen finds no assignment. Mixed valence (a fractional state) is not rare."""
     guesses = pymatgen_guesses(formula)
     if not guesses:
         return "none"
-    worst = None
+    frequent = frequent_states()
     for el, v in guesses[0].items():
-        if el == "O" or not float(v).is_integer() or not any(k[0] == el for k in shares):
-            continue
-        share = shares.get((el, int(v)), 0.0)
-        if share < RARE_SHARE and (worst is None or share < worst[0]):
-            worst = (share, f"{el}{int(v):+d}")
-    return None if worst is None else worst[1]
+        common = frequent[ELEMENTS.index(el)] if el in ELEMENTS else None
+        if el != "O" and float(v).is_integer() and common is not None and int(v) not in common:
+            return f"{el}{int(v):+d}"
+    return None
 
 
 def _oxides(formulas: list[str]) -> list[str]:
@@ -126,7 +114,6 @@ def design_rows(root: Path, sample: int, seed: int) -> list[dict]:
     from oxide_env.chemistry.validity import oxide_rule
 
     rng = np.random.default_rng(seed)
-    shares = _state_shares()
     rows = []
     for path in sorted(root.rglob("formulas.csv")):
         formulas, _, _ = read_materials_csv(path)
@@ -137,7 +124,7 @@ def design_rows(root: Path, sample: int, seed: int) -> list[dict]:
         no_pmg = [passed[i] for i in picked if not pymatgen_assignable(passed[i])]
         passed_new = sorted({f for f, ok in zip(formulas, new) if ok})
         picked_new = rng.choice(len(passed_new), min(sample, len(passed_new)), replace=False) if passed_new else []
-        rare = [(passed_new[i], r) for i in picked_new if (r := rare_state(passed_new[i], shares)) is not None]
+        rare = [(passed_new[i], r) for i in picked_new if (r := rare_state(passed_new[i])) is not None]
         rel = path.parent.relative_to(root)
         rows.append({"run": str(rel), "n": len(formulas), "pct_old_rule": 100 * old.mean(),
                      "pct_new_rule": 100 * new.mean(), "sampled_old_passes": len(picked),
@@ -163,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"Invalid --sample {args.sample}: expected an integer >= 1.")
     if args.designs is not None and not args.designs.is_dir():
         parser.error(f"Invalid --designs {str(args.designs)!r}: not a folder.")
+    from oxide_env.chemistry.validity import RARE_STATE_SHARE
     from oxide_env.files import atomic_write_text
 
     known = pd.DataFrame(known_rows())
@@ -170,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["# Oxide rule: common oxidation states only", "",
              "Old rule: `icsd24` states, oxygen -2, no negative metal. New rule (the default since): "
-             "also only states pymatgen counts as common (`oxide_env.chemistry.validity.oxide_states`).", "",
+             "also only states pymatgen counts as common and not rare in its ICSD bond-valence statistics "
+             "(`oxide_env.chemistry.validity.oxide_states`).", "",
              f"Command: `python benchmarks/oxide_rule_states.py{' --designs ' + str(args.designs) if args.designs else ''}"
              f" --sample {args.sample} --seed {args.seed} --out {args.out}`", "",
              "## Real oxides (what the new rule costs)", "", known.to_markdown(index=False, floatfmt=".1f"), ""]
@@ -180,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                   "share for which pymatgen's `oxi_state_guesses` (O -2, metals >= 0) finds no assignment. "
                   f"`pct_sample_rare_state`: of up to {args.sample} distinct new-rule passes, the share whose most "
                   "probable pymatgen assignment gives some element a *rare* state: one held by under "
-                  f"{RARE_SHARE:.0%} of that element's charged sites in pymatgen's ICSD bond-valence statistics "
-                  "(La+2, Sc+2, Ni+4...; what the new rule still lets through).", "",
+                  f"{RARE_STATE_SHARE:.0%} of that element's charged sites in pymatgen's ICSD bond-valence "
+                  "statistics (La+2, Mn+7...; what a rule without that condition lets through).", "",
                   designs.to_markdown(index=False, floatfmt=".1f"), ""]
         designs.to_csv(args.out / "oxide_rule_states_designs.csv", index=False)
     atomic_write_text(args.out / "oxide_rule_states.md", "\n".join(lines))

@@ -40,7 +40,6 @@ def test_pymatgen_assignable_matches_the_oxide_rule_examples() -> None:
 
 def test_rare_states_are_judged_by_icsd_statistics() -> None:
     module = _module("oxide_rule_states")
-    shares = module._state_shares()
-    assert module.rare_state("La2O3", shares) is None and module.rare_state("BaTiO3", shares) is None
-    assert module.rare_state("LaO", shares) == "La+2"  # La+2: ~2 % of La's charged ICSD sites
-    assert module.rare_state("Fe3O4", shares) is None  # mixed valence is not judged rare
+    assert module.rare_state("La2O3") is None and module.rare_state("BaTiO3") is None
+    assert module.rare_state("LaO") == "La+2"  # La+2: ~2 % of La's charged ICSD sites
+    assert module.rare_state("Fe3O4") is None  # mixed valence is not judged rare

@@ -140,7 +140,7 @@ _PROVEN_STEP = 2
 _PROOF_FINGERPRINTS = {
     "charge_neutral": "a7cf24caad98a2ad2987a4753fd9dfa2708eb78d7dd48fb25de1d1008d354452",
     "electronegativity_balanced": "16099978c2837bfd62a671c27347a17ecdf6f6be8d9a564356d716ac06e75a19",
-    "oxide_rule": "fb684cb99f556c846d1b61d5d8aa78c7dafa21c344d1b9318990a6482dca992a",
+    "oxide_rule": "aada95dc03c80e589243290587c2a229563b22ea9f0eac5860350971d7b1a119",
 }
 """Per constraint: the :attr:`_Rule.fingerprint` (element order, oxidation states,
 electronegativities, counts) for which the slow test ``test_every_step2_state_is_completable``
