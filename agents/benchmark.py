@@ -601,6 +601,61 @@ def run_table1(seeds: Sequence[int] = (0, 1, 2), n: int = 1000, iterations: int 
                                   None if paper_lists is None else Path(paper_lists), backend)
 
 
+STATUS_METRICS = ("pct_plausible", "pct_plausible_near_hull", "pct_unique", "elmd_mean")
+
+
+def table1_status(seeds: Sequence[int] = (0, 1, 2), n: int = 1000, iterations: int = 500,
+                  out: str | Path = "runs/table1", tasks: Sequence[str] | None = None,
+                  methods: Sequence[str] | None = None) -> str:
+    """Which runs of a Table 1 benchmark in ``out`` are finished with today's settings (reusable as
+    they are), and their headline metrics; trains nothing, writes nothing, takes no lock (so it can
+    watch a benchmark that is running). Returns Markdown.
+
+    A run counts as finished when its ``result.json`` holds exactly the settings
+    :func:`agents.runs.run_settings` gives today and metrics computed under today's validity
+    tables; a run whose metrics are stale would be re-assessed from its designs (no retraining).
+
+    Example:
+        ``print(table1_status(seeds=[0], out="benchmarks/results"))``
+    """
+    import predictors
+
+    tasks = list(tasks or TASKS_BY_KEY)
+    methods = list(methods or METHODS)
+    unknown = [t for t in tasks if t not in TASKS_BY_KEY] + [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"Unknown task or method {unknown[0]!r}; tasks: {', '.join(TASKS_BY_KEY)}; "
+                         f"methods: {', '.join(METHODS)}.")
+    out = Path(out)
+    ids = predictor_ids([predictors.load(name) for name in predictors.PREDICTOR_NAMES])
+    lines = [f"# Table 1 runs in {str(out)!r}: status", "", "", "",
+             "| task | method | seed | state | " + " | ".join(STATUS_METRICS) + " |",
+             "|---|---|---|---|" + "---|" * len(STATUS_METRICS)]
+    done = total = 0
+    for seed in seeds:
+        for task in tasks:
+            for method in methods:
+                if method == "random" and task != tasks[0]:
+                    continue
+                total += 1
+                cached = read_json_dict(_run_dir(out, task, method, seed) / "result.json")
+                wanted = run_settings(TASKS_BY_KEY[task], METHODS[method], seed, n=n, iterations=iterations,
+                                      predictors=ids)
+                if cached is None:
+                    state = "pending"
+                elif cached.get("settings") != wanted:
+                    state = "pending (other settings)"
+                else:
+                    state = "finished" if metrics_current(cached) else "finished (metrics to refresh)"
+                    done += 1
+                values = [f"{cached['metrics'][k]:.1f}" if state.startswith("finished") and k in cached["metrics"]
+                          else "" for k in STATUS_METRICS]
+                lines.append(f"| {'all' if method == 'random' else task} | {method} | {seed} | {state} | "
+                             + " | ".join(values) + " |")
+    lines[2] = f"{done} of {total} runs finished with today's settings."
+    return "\n".join(lines) + "\n"
+
+
 def _run_table1_locked(seeds: Sequence[int], n: int, iterations: int, out: Path, tasks: list[str],
                        methods: list[str], progress: bool, command: str | None, force: bool,
                        paper_lists: Path | None, backend: Any = None) -> str:

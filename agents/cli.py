@@ -307,8 +307,12 @@ def _report_failures(exc: Exception) -> int:
 
 def cmd_benchmark_table1(args: argparse.Namespace) -> int:
     from agents.backends import RunsFailed
-    from agents.benchmark import TASKS_BY_KEY, figure_names, run_table1
+    from agents.benchmark import TASKS_BY_KEY, figure_names, run_table1, table1_status
 
+    if args.status:
+        print(table1_status(seeds=args.seeds, n=args.n, iterations=args.iterations, out=args.out, tasks=args.tasks,
+                            methods=args.methods))
+        return 0
     try:
         text = run_table1(seeds=args.seeds, n=args.n, iterations=args.iterations, out=args.out, tasks=args.tasks,
                           methods=args.methods, progress=True, force=args.force, backend=_backend(args),
@@ -497,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default runs/table1; the committed reference is benchmarks/results)")
     b.add_argument("--force", action="store_true",
                    help="rerun the runs in --out that were made with other settings (their files are replaced)")
+    b.add_argument("--status", action="store_true",
+                   help="only list which runs in --out are finished with these settings, with their headline "
+                   "metrics (trains nothing; safe while the benchmark runs)")
     b.add_argument("--tasks", nargs="+", choices=tasks, default=tasks, help="tasks (default: all seven rows)")
     b.add_argument("--methods", nargs="+", choices=methods, default=methods,
                    help="methods (default: all; 'random' is needed for the shifts)")

@@ -212,6 +212,20 @@ def test_benchmark_results_are_keyed_by_their_settings(tmp_path, monkeypatch):
     assert fresh["metric_rules"] != "0" * 64 and fresh["metrics"]["pct_oxide_rule"] >= 0
 
 
+def test_table1_status_lists_finished_and_pending_runs(tmp_path, capsys):
+    from agents import benchmark
+
+    kwargs = dict(seeds=[0], iterations=1, tasks=["bulk_modulus"], methods=["random"], out=tmp_path)
+    assert "| all | random | 0 | pending |" in benchmark.table1_status(n=10, **kwargs)
+    benchmark.run_table1(n=10, progress=False, **kwargs)
+    text = benchmark.table1_status(n=10, **kwargs)
+    assert "1 of 1 runs finished" in text and "| all | random | 0 | finished |" in text
+    assert "pending (other settings)" in benchmark.table1_status(n=20, **kwargs)
+    assert main(["benchmark", "table1", "--status", "--out", str(tmp_path), "--seeds", "0", "--n", "10",
+                 "--tasks", "bulk_modulus", "--methods", "random"]) == 0
+    assert "| all | random | 0 | finished |" in capsys.readouterr().out
+
+
 def test_runs_are_keyed_by_the_rules_their_masks_use(monkeypatch):
     """A method masked by the oxide rule stores the rule's fingerprint: a run made under other
     oxidation-state tables is not reused; a method that uses no rule stores none."""
