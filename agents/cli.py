@@ -262,6 +262,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if design is None:
             raise SystemExit("error: --max-e-above-hull needs --plausible (it adds to those design constraints).")
         design["e_above_hull"] = ["<=", args.max_e_above_hull]
+    if args.shaping is not None:
+        if design is None:
+            raise SystemExit("error: --shaping needs --plausible (it grades the penalty of those design constraints).")
+        design["shaping"] = args.shaping
     run = AgentRun(task=args.task, lam=args.lam, seed=args.seed, iterations=args.iterations, n_envs=args.n_envs,
                    exact_masks=args.exact_masks, constraints=() if args.no_oracles else tuple(args.oracles),
                    top_n_pct=args.top_n_pct, gradient_steps=args.gradient_steps,
@@ -448,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-e-above-hull", type=float, default=None, metavar="EV",
                    help="with --plausible: also require the predicted E_f to lie at most EV eV/atom above the convex "
                    "hull of the known compounds (e.g. 0.1; a linear programme per new design)")
+    p.add_argument("--shaping", type=float, default=None, metavar="S",
+                   help="with --plausible: a design that breaks a constraint earns less the further it misses "
+                   "(worst - S * reward range * violation) instead of the flat worst reward (e.g. 0.1)")
     p.add_argument("--lookahead", action="store_true",
                    help="with --plausible: at the last step only oxygen counts whose design meets every constraint "
                    "(the env's constraint_lookahead)")

@@ -17,7 +17,9 @@ Settings (cumulative names):
   oracle on ``constraints_satisfied``;
 * with the exact oxide-rule masks instead of the EN masks, and ``+lookahead``: the env's
   ``constraint_lookahead`` (at the last step only oxygen counts whose design meets every
-  constraint).
+  constraint);
+* ``E_hull <= 0.1`` (our Table 1 method) and ``shaping 0.1``: a design that breaks a constraint
+  earns less the further it misses (``constraints["shaping"]``) instead of the flat worst reward.
 
 Usage:
     python benchmarks/plausibility_tradeoff.py [--task bulk_modulus] [--iterations 100] [--seed 0]
@@ -61,6 +63,9 @@ SETTINGS = {
     "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle, top 20 %, E_hull <= 0.1": dict(
         constraints={**PLAUSIBLE, "novel": True, "e_above_hull": ("<=", 0.1)}, merge_noops=True, top_n_pct=20.0,
         oracles=("constraints_satisfied",), exact_masks="oxide_rule", lookahead=True),
+    "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle, top 20 %, E_hull <= 0.1, shaping 0.1": dict(
+        constraints={**PLAUSIBLE, "novel": True, "e_above_hull": ("<=", 0.1), "shaping": 0.1}, merge_noops=True,
+        top_n_pct=20.0, oracles=("constraints_satisfied",), exact_masks="oxide_rule", lookahead=True),
     "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle 0.7, top 20 %": dict(
         constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=20.0, oracles=("constraints_satisfied",),
         exact_masks="oxide_rule", lookahead=True, oracle_threshold=0.7),

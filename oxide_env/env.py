@@ -185,7 +185,10 @@ class OxideCompositionEnv(gym.Env):
       ``in_domain``, ``novel``) and ``constraints_satisfied`` — labels any algorithm can learn from (the
       ``ConstrainedDQN`` oracles take them as ``constraints=``). ``in_domain=True`` means inside
       the applicability domain (``predictors.domain``) of ``formation_energy`` and of every
-      predictor of the task; ``domain_models`` replaces the shipped domain models.
+      predictor of the task; ``domain_models`` replaces the shipped domain models. With
+      ``"shaping": s`` (> 0) a violating design earns less the further it misses instead of the flat
+      worst reward (``worst - s * range * violation``; still below every valid design), a
+      gradient towards narrow targets such as the sintering predictor's domain.
     * ``render_mode``: ``"ansi"`` (a line of text) or ``"rgb_array"`` (the composition on a
       periodic table, one cell per element, darker = larger count; SB3's ``make_vec_env``
       asks for it).

@@ -151,6 +151,9 @@ class DesignConstraints:
         novel: the reduced composition is none of the predictors' training compositions.
         e_above_hull: the largest allowed energy above the convex hull of the known compounds
             (eV/atom) at the predicted formation energy; ``None``: no stability constraint.
+        shaping: 0 (flat: every violating design earns the worst reward) or the graded penalty of
+            a violating design per unit of violation, in units of the task's reward range (see
+            :func:`make_constraints`).
     """
 
     oxide_rule: bool = False
@@ -158,6 +161,7 @@ class DesignConstraints:
     domain: tuple[str, ...] = ()
     novel: bool = False
     e_above_hull: float | None = None
+    shaping: float = 0.0
 
     def __bool__(self) -> bool:
         return bool(self.oxide_rule or self.properties or self.domain or self.novel
@@ -199,7 +203,16 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
       eV/atom above the convex hull of the known compounds of the design's chemical system (a
       stability proxy: above it the design would decompose into known compounds; a linear
       programme per new composition, ~2 ms, skipped where the predicted E_f alone exceeds the
-      bound, since the hull lies at or below 0).
+      bound, since the hull lies at or below 0);
+    * ``"shaping"`` -> ``s >= 0`` (default 0): how a violating design is rewarded. With 0 it earns
+      the task's worst reward whatever it missed by (flat: no signal towards a narrow target such
+      as the lab-made oxides' domain, which 0.3 % of random designs reach). With ``s > 0`` it
+      earns ``worst - s * range * violation``, where ``range`` is the task's reward span over the
+      predictors' training ranges and ``violation`` sums, over the broken constraints, 1 for the
+      break plus how far it missed: ``score / threshold - 1`` outside a domain, ``|value - bound|``
+      over the predictor's training range for a property, the energy above the hull beyond the
+      bound over the formation-energy training range. Every violating design still earns less than
+      every valid one, and nearer misses earn more.
 
     Example:
         >>> c = make_constraints({"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": True},
@@ -217,9 +230,14 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
     if not isinstance(spec, Mapping):
         raise ValueError(f"Invalid constraints={describe(spec)}: expected a dict such as "
                          "{'oxide_rule': True, 'formation_energy': ('<=', -0.5), 'in_domain': True}.")
-    flags, props, domain, hull = {"oxide_rule": False, "novel": False}, [], (), None
+    flags, props, domain, hull, shaping = {"oxide_rule": False, "novel": False}, [], (), None, 0.0
     for key, value in spec.items():
-        if key in flags:
+        if key == "shaping":
+            if isinstance(value, (str, bool)):
+                raise ValueError(f"Invalid constraints['shaping']={describe(value)}: expected a number >= 0 "
+                                 "(0 = flat worst reward for a violation, e.g. 0.1).")
+            shaping = check_number(value, "constraints['shaping']", minimum=0, maximum=MAX_WEIGHT)
+        elif key in flags:
             if value not in (True, False):
                 raise ValueError(f"Invalid constraints[{key!r}]={describe(value)}: expected True or False.")
             flags[key] = bool(value)
@@ -249,9 +267,13 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
                                                       minimum=-MAX_WEIGHT, maximum=MAX_WEIGHT)))
         else:
             raise ValueError(f"Unknown constraint {key!r}; choose 'oxide_rule', 'in_domain', 'novel', "
-                             f"'e_above_hull' or a predictor ({', '.join(PREDICTOR_NAMES)}).")
+                             f"'e_above_hull', 'shaping' or a predictor ({', '.join(PREDICTOR_NAMES)}).")
+    if shaping and not (flags["oxide_rule"] or flags["novel"] or props or domain or hull is not None):
+        raise ValueError(f"constraints['shaping']={shaping:g} shapes the penalty of broken constraints, but no "
+                         "constraint is given; add one (e.g. 'in_domain': True) or drop 'shaping'.")
     return DesignConstraints(oxide_rule=flags["oxide_rule"], properties=tuple(props), domain=domain,
-                             novel=flags["novel"], e_above_hull=None if hull is None else float(hull))
+                             novel=flags["novel"], e_above_hull=None if hull is None else float(hull),
+                             shaping=float(shaping))
 
 
 @dataclass(frozen=True)
@@ -498,6 +520,49 @@ class RewardModel:
             len(batch), dtype=bool)
         return flags
 
+    def _violation(self, batch: np.ndarray, means: Mapping[str, np.ndarray], features: np.ndarray | None,
+                   flags: Mapping[str, np.ndarray]) -> np.ndarray:
+        """How far each design misses its constraints (0 where all are met; see ``shaping``)."""
+        c = self.constraints
+        out = np.zeros(len(batch))
+        rows = np.flatnonzero(~flags["constraints_satisfied"])
+        if rows.size == 0:
+            return out
+        v = np.zeros(rows.size)
+        for name in ("oxide_rule", "novel"):
+            if name in flags:
+                v += ~flags[name][rows]
+        for name, op, bound in c.properties:
+            miss = (means[name][rows] - bound) * (1.0 if op == "<=" else -1.0)
+            v += np.where(miss > 0, 1.0 + miss / self._target_span(name), 0.0)
+        if c.e_above_hull is not None:
+            broken = ~flags[hull_flag(c.e_above_hull)][rows]
+            if broken.any():
+                sub = rows[broken]
+                excess = means["formation_energy"][sub] - self.hull.hull_energy(batch[sub]) - c.e_above_hull
+                v[broken] += 1.0 + np.maximum(excess, 0.0) / self._target_span("formation_energy")
+        if c.domain:
+            features = featurize(batch) if features is None else features
+            for model in self.domain_models.values():
+                ratio = model.score_features(features[rows]) / model.threshold
+                v += np.where(ratio > 1.0, ratio, 0.0)  # 1 for the break + (ratio - 1) for the distance
+        out[rows] = v
+        return out
+
+    def _target_span(self, name: str) -> float:
+        meta = getattr(self.predictors[name], "metadata", None) or {}
+        lo, hi = meta.get("target_min"), meta.get("target_max")
+        return float(hi - lo) if lo is not None and hi is not None and hi > lo else 1.0
+
+    def reward_range(self) -> float:
+        """The task's reward span over the predictors' training ranges (1 where unknown, e.g. a callable task)."""
+        if self.task.fn is not None or not self.task.terms:
+            return 1.0
+        metas = [getattr(self.predictors[name], "metadata", None) or {} for name, _ in self.task.terms]
+        if any(m.get("target_min") is None or m.get("target_max") is None for m in metas):
+            return 1.0
+        return float(sum(abs(w) * (m["target_max"] - m["target_min"]) for (_, w), m in zip(self.task.terms, metas)))
+
     def _compute(self, batch: np.ndarray) -> list[tuple]:
         """Memo rows ``(reward, means, stds, neutral, balanced, flags)`` of distinct compositions."""
         from oxide_env.chemistry.validity import charge_neutral, electronegativity_balanced
@@ -520,7 +585,11 @@ class RewardModel:
             rewards = rewards - self.invalid_penalty * ((~neutral).astype(float) + (~balanced).astype(float))
         flags = self._constraint_flags(batch, means, features) if self.constraints else {}
         if flags:
-            rewards = np.where(flags["constraints_satisfied"], rewards, self.worst_reward())
+            penalty = self.worst_reward()
+            if self.constraints.shaping:
+                penalty = penalty - self.constraints.shaping * self.reward_range() * self._violation(
+                    batch, means, features, flags)
+            rewards = np.where(flags["constraints_satisfied"], rewards, penalty)
         if not np.all(np.isfinite(rewards)):
             raise ValueError("The task produced a non-finite reward; check the task callable.")
         m = np.stack([means[n] for n in self._names], axis=1) if self._names else np.zeros((len(batch), 0))

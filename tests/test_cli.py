@@ -164,6 +164,28 @@ def test_train_hull_bound_needs_plausible(tmp_path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_train_shaping_needs_plausible_and_reaches_the_run(monkeypatch, tmp_path) -> None:
+    import agents.train
+
+    with pytest.raises(SystemExit, match="--shaping needs --plausible"):
+        main(["train", "--shaping", "0.1", "--iterations", "1", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+    captured = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(run, *args, **kwargs):
+        captured["run"] = run
+        raise Stop
+
+    monkeypatch.setattr(agents.train, "train_agent", fake_train)
+    with pytest.raises(Stop):
+        main(["train", "--plausible", "--shaping", "0.1", "--out", str(tmp_path / "run")])
+    assert captured["run"].design_constraints["shaping"] == 0.1
+    assert captured["run"].settings()["design_constraints"]["shaping"] == 0.1  # part of the run's key
+
+
 def test_readme_command_of_our_method_equals_the_table1_method(monkeypatch, tmp_path) -> None:
     import agents.train
     from agents.runs import METHODS, TASKS_BY_KEY, _agent_run

@@ -54,6 +54,9 @@ def test_constraint_checks_pass_gymnasium_checker() -> None:
         ({"formation_energy": ("<", -0.5)}, r"expected \('<=', bound\)"),
         ({"in_domain": ["bulk"]}, "list of predictor names"),
         ([("oxide_rule", True)], "expected a dict"),
+        ({"in_domain": True, "shaping": "yes"}, r"constraints\['shaping'\]"),
+        ({"in_domain": True, "shaping": -1}, r"constraints\['shaping'\]"),
+        ({"shaping": 0.1}, "no constraint is given"),
     ],
 )
 def test_bad_constraints(spec, match) -> None:
@@ -240,3 +243,31 @@ def test_hull_constraint_in_the_env_and_its_errors() -> None:
                     constraints={"e_above_hull": ("<=", 0.1)}, hull=known_hull())
     with pytest.raises(ValueError, match=r"expected \('<=', bound\) in eV/atom"):
         make_env(task="bulk_modulus", constraints={"e_above_hull": (">=", 0.1)})
+
+
+def test_graded_shaping_orders_violations_by_how_far_they_miss() -> None:
+    """shaping > 0: a violating design earns worst - s * range * violation (1 per broken constraint plus
+    its distance), so every violation stays below the worst valid reward and nearer misses earn more."""
+    from predictors.domain import load_domain
+
+    spec = {"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": ["sintering_temperature"]}
+    flat = reward_model("sintering_temperature", constraints=spec)
+    graded = reward_model("sintering_temperature", constraints={**spec, "shaping": 0.1})
+    designs = ["BaTiO3", "Zr2Mn2Ge2Bi2O9", "Ba2Mn2Ge2Bi2O9", "Er9Cd2C2N5O9", "Os7W9O"]
+    counts = formulas_to_counts(designs)
+    a, b = flat.evaluate(counts), graded.evaluate(counts)
+    np.testing.assert_array_equal(a.flags["constraints_satisfied"], b.flags["constraints_satisfied"])
+    ok = b.flags["constraints_satisfied"]
+    np.testing.assert_allclose(b.rewards[ok], a.rewards[ok])  # valid designs keep their reward
+    worst, span = graded.worst_reward(), graded.reward_range()
+    assert span == pytest.approx(1800.0)  # sintering reward -T over the 200-2000 C training range
+    # the violation by hand: 1 per broken boolean, 1 + miss/span per property, score/threshold outside the domain
+    domain = load_domain("sintering_temperature")
+    ratio = domain.score(designs) / domain.threshold
+    energy = a.properties["formation_energy"]
+    expected = ((~a.flags["oxide_rule"]).astype(float)
+                + np.where(energy > -0.5, 1 + (energy + 0.5) / (2.497159 + 4.612092), 0.0)
+                + np.where(ratio > 1, ratio, 0.0))
+    np.testing.assert_allclose(b.rewards[~ok], worst - 0.1 * span * expected[~ok], rtol=1e-5)
+    assert np.all(b.rewards[~ok] < worst) and np.all(a.rewards[~ok] == worst)
+    assert (~ok).sum() >= 3 and len(set(np.round(b.rewards[~ok], 3))) == (~ok).sum()
