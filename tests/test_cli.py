@@ -164,45 +164,39 @@ def test_train_hull_bound_needs_plausible(tmp_path) -> None:
     assert not (tmp_path / "run").exists()
 
 
-def test_train_shaping_needs_plausible_and_reaches_the_run(monkeypatch, tmp_path) -> None:
+def _run_of_train(monkeypatch, argv: list[str]):
+    """The AgentRun ``oxide-rl train argv`` would train (training itself is skipped)."""
     import agents.train
 
+    captured = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(run, *args, **kwargs):
+        captured["run"] = run
+        raise Stop
+
+    monkeypatch.setattr(agents.train, "train_agent", fake_train)
+    with pytest.raises(Stop):
+        main(argv)
+    return captured["run"]
+
+
+def test_train_shaping_needs_plausible_and_reaches_the_run(monkeypatch, tmp_path) -> None:
     with pytest.raises(SystemExit, match="--shaping needs --plausible"):
         main(["train", "--shaping", "0.1", "--iterations", "1", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
-    captured = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_train(run, *args, **kwargs):
-        captured["run"] = run
-        raise Stop
-
-    monkeypatch.setattr(agents.train, "train_agent", fake_train)
-    with pytest.raises(Stop):
-        main(["train", "--plausible", "--shaping", "0.1", "--out", str(tmp_path / "run")])
-    assert captured["run"].design_constraints["shaping"] == 0.1
-    assert captured["run"].settings()["design_constraints"]["shaping"] == 0.1  # part of the run's key
+    run = _run_of_train(monkeypatch, ["train", "--plausible", "--shaping", "0.1", "--out", str(tmp_path / "run")])
+    assert run.design_constraints["shaping"] == 0.1
+    assert run.settings()["design_constraints"]["shaping"] == 0.1  # part of the run's key
 
 
 def test_readme_command_of_our_method_equals_the_table1_method(monkeypatch, tmp_path) -> None:
-    import agents.train
     from agents.runs import METHODS, TASKS_BY_KEY, _agent_run
 
-    captured = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_train(run, *args, **kwargs):
-        captured["run"] = run
-        raise Stop
-
-    monkeypatch.setattr(agents.train, "train_agent", fake_train)
     argv = ("train --task bulk_modulus --exact-masks oxide_rule --plausible --max-e-above-hull 0.1 --lookahead "
             "--oracles constraints_satisfied --merge-noops --top-n-pct 20 --gradient-steps 10 --out").split()
-    with pytest.raises(Stop):
-        main([*argv, str(tmp_path / "run")])
-    want = _agent_run(TASKS_BY_KEY["bulk_modulus"], METHODS["constrained_dqn"], 0, captured["run"].iterations)
-    assert captured["run"].settings() == want.settings()
+    run = _run_of_train(monkeypatch, [*argv, str(tmp_path / "run")])
+    want = _agent_run(TASKS_BY_KEY["bulk_modulus"], METHODS["constrained_dqn"], 0, run.iterations)
+    assert run.settings() == want.settings()
