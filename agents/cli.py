@@ -269,7 +269,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = AgentRun(task=args.task, lam=args.lam, seed=args.seed, iterations=args.iterations, n_envs=args.n_envs,
                    exact_masks=args.exact_masks, constraints=() if args.no_oracles else tuple(args.oracles),
                    top_n_pct=args.top_n_pct, gradient_steps=args.gradient_steps,
-                   model_kwargs={"merge_noops": True} if args.merge_noops else {},
+                   model_kwargs={**({"merge_noops": True} if args.merge_noops else {}),
+                                 **({"oracle_relative": args.oracle_relative} if args.oracle_relative else {})},
                    design_constraints=design, constraint_lookahead=args.lookahead)
     model, seconds = train_agent(run, args.out, progress=True, resume=not args.restart,
                                  checkpoint_every=args.checkpoint_every, log=lambda m: print(m, file=sys.stderr))
@@ -458,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookahead", action="store_true",
                    help="with --plausible: at the last step only oxygen counts whose design meets every constraint "
                    "(the env's constraint_lookahead)")
+    p.add_argument("--oracle-relative", type=float, default=0.0, metavar="R",
+                   help="where no action reaches the oracles' threshold, keep the actions at least R times as likely "
+                   "to succeed as the best one instead of the whole mask (default 0: the whole mask, the paper's)")
     p.add_argument("--merge-noops", action="store_true",
                    help="rank the 80 count-0 actions as one in top-n%% sampling (more diverse designs)")
     p.add_argument("--checkpoint-every", type=int, default=50, metavar="K",

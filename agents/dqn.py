@@ -49,7 +49,7 @@ from agents.policies import ConstrainedDQNPolicy, ConstrainedMlpPolicy, check_po
 from agents.sampling import uniform_allowed
 from oxide_env.chemistry.episode import N_STEPS
 
-POLICY_SETTINGS = ("top_n_pct", "oracle_threshold", "merge_noops")
+POLICY_SETTINGS = ("top_n_pct", "oracle_threshold", "merge_noops", "oracle_relative")
 """Arguments of :class:`ConstrainedDQN` that are settings of its policy (saved in ``policy_kwargs``)."""
 
 
@@ -97,6 +97,10 @@ class ConstrainedDQN(DQN):
             them, in top-n% sampling and ε-exploration (:func:`agents.sampling.merge_noop_actions`;
             paper: False). Same reachable states and Q values; fewer collapsed generations.
         oracle_threshold: T, the oracles' acceptance threshold (paper: 0.5).
+        oracle_relative: r in [0, 1]; in a state where no action reaches T, keep the actions at
+            least r times as likely to succeed as the state's best instead of the whole mask (0:
+            the whole mask, the paper's). For a rare constraint (e.g. the sintering domain, which
+            few designs reach) the oracle stays below T everywhere; this still lets it steer.
         episodes_per_iteration: episodes per iteration (paper: 100).
         exploration_initial_eps, exploration_decay: epsilon = eps0 * decay ** iteration
             (paper: 0.99 and 0.99), never below ``exploration_final_eps``.
@@ -136,6 +140,7 @@ class ConstrainedDQN(DQN):
         top_n_pct: float = 20.0,
         merge_noops: bool = False,
         oracle_threshold: float = 0.5,
+        oracle_relative: float = 0.0,
         constraints: tuple[str, ...] | list[str] = DEFAULT_CONSTRAINTS,
         oracle_batch_size: int = 256,
         oracle_gradient_steps: int = 1,
@@ -150,7 +155,8 @@ class ConstrainedDQN(DQN):
     ) -> None:
         if env is None and _init_setup_model:  # ``load`` builds the model without an env first
             raise ValueError("ConstrainedDQN needs an env, e.g. gym.make('OxideComposition-v0').")
-        settings = dict(zip(POLICY_SETTINGS, check_policy_settings(top_n_pct, oracle_threshold, merge_noops)))
+        settings = dict(zip(POLICY_SETTINGS, check_policy_settings(top_n_pct, oracle_threshold, merge_noops,
+                                                                   oracle_relative)))
         self.constraints = tuple(constraints)
         self.episodes_per_iteration = int(episodes_per_iteration)
         self.exploration_decay = float(exploration_decay)
@@ -332,6 +338,15 @@ class ConstrainedDQN(DQN):
         self._set_policy_setting("oracle_threshold", value)
 
     @property
+    def oracle_relative(self) -> float:
+        """The policy's relative oracle fallback r (``policy.oracle_relative``); settable."""
+        return self._policy_setting("oracle_relative")
+
+    @oracle_relative.setter
+    def oracle_relative(self, value: float) -> None:
+        self._set_policy_setting("oracle_relative", value)
+
+    @property
     def merge_noops(self) -> bool:
         """Whether the policy ranks the count-0 actions as one (``policy.merge_noops``); settable."""
         return self._policy_setting("merge_noops")
@@ -342,7 +357,10 @@ class ConstrainedDQN(DQN):
 
     def _policy_setting(self, name: str) -> Any:
         policy = self.__dict__.get("policy")
-        return getattr(policy, name) if policy is not None else self.policy_kwargs[name]
+        if policy is not None:
+            return getattr(policy, name)
+        # a model saved before oracle_relative existed has no such key: 0, the behaviour it was trained with
+        return self.policy_kwargs.get(name, 0.0) if name == "oracle_relative" else self.policy_kwargs[name]
 
     def _set_policy_setting(self, name: str, value: Any) -> None:
         current = {key: self._policy_setting(key) for key in POLICY_SETTINGS}

@@ -214,13 +214,13 @@ class ScoredActions(NamedTuple):
     """Allowed actions, bool ``(batch, n_actions)``: mask AND oracles (row-wise fallback to the mask)."""
 
 
-def check_policy_settings(top_n_pct: object, oracle_threshold: object,
-                          merge_noops: object) -> tuple[float, float, bool]:
-    """The action-selection settings as ``(float, float, bool)``, or ``ValueError`` / ``TypeError`` naming the bad one.
+def check_policy_settings(top_n_pct: object, oracle_threshold: object, merge_noops: object,
+                          oracle_relative: object = 0.0) -> tuple[float, float, bool, float]:
+    """The action-selection settings as ``(float, float, bool, float)``, or ``ValueError`` / ``TypeError`` naming the bad one.
 
     Example:
         >>> check_policy_settings(20, 0.5, False)
-        (20.0, 0.5, False)
+        (20.0, 0.5, False, 0.0)
         >>> check_policy_settings(150, 0.5, False)
         Traceback (most recent call last):
         ...
@@ -230,7 +230,8 @@ def check_policy_settings(top_n_pct: object, oracle_threshold: object,
     oracle_threshold = check_number(oracle_threshold, "oracle_threshold", minimum=0, maximum=1)
     if not isinstance(merge_noops, (bool, np.bool_)):
         raise ValueError(f"Invalid merge_noops={merge_noops!r}: expected True or False.")
-    return float(top_n_pct), float(oracle_threshold), bool(merge_noops)
+    oracle_relative = check_number(oracle_relative, "oracle_relative", minimum=0, maximum=1)
+    return float(top_n_pct), float(oracle_threshold), bool(merge_noops), float(oracle_relative)
 
 
 class ConstrainedDQNPolicy(DQNPolicy):
@@ -238,8 +239,9 @@ class ConstrainedDQNPolicy(DQNPolicy):
 
     Action selection (:meth:`_predict`, :meth:`predict`): allowed actions = ``action_masks``
     AND ``C_j(s, a) >= oracle_threshold`` for every oracle (a row the oracles would leave
-    empty falls back to its mask; :attr:`oracle_fallbacks` of :attr:`oracle_decisions` count
-    it); with ``merge_noops`` the count-0 actions rank as one (the best of them,
+    empty falls back to its mask, or with ``oracle_relative = r > 0`` to the masked actions
+    whose predicted success ``min_j C_j`` is at least ``r`` times the row's best;
+    :attr:`oracle_fallbacks` of :attr:`oracle_decisions` count it); with ``merge_noops`` the count-0 actions rank as one (the best of them,
     :func:`~agents.sampling.merge_noop_actions`); then ``deterministic`` is greedy among the
     allowed actions, else uniform among the top ``top_n_pct`` % of them by Q
     (:func:`~agents.sampling.top_n_sample`). Epsilon exploration is the algorithm's
@@ -259,6 +261,9 @@ class ConstrainedDQNPolicy(DQNPolicy):
         top_n_pct: sample among the top ``top_n_pct`` % allowed actions (paper: 20; 0 is greedy).
         oracle_threshold: T, the oracles' acceptance threshold (paper: 0.5).
         merge_noops: rank the count-0 ("add nothing") actions as one candidate.
+        oracle_relative: r in [0, 1]: where no action reaches T (a rare constraint, whose
+            oracle never predicts success above T), keep the actions at least r times as likely
+            to succeed as the best one instead of the whole mask (0: the whole mask, the paper's).
         Other arguments: as SB3's ``DQNPolicy``.
 
     Example:
@@ -281,14 +286,15 @@ class ConstrainedDQNPolicy(DQNPolicy):
                  optimizer_kwargs: dict[str, Any] | None = None, n_constraints: int = 2,
                  paper_network: bool = True, embed_dim: int = 64, hidden_dim: int = 64,
                  oracle_lr: float = 1e-3, top_n_pct: float = 20.0, oracle_threshold: float = 0.5,
-                 merge_noops: bool = False, normalized_observations: bool = False) -> None:
+                 merge_noops: bool = False, normalized_observations: bool = False,
+                 oracle_relative: float = 0.0) -> None:
         self.n_constraints = n_constraints
         self.normalized_observations = bool(normalized_observations)
         self.paper_network = paper_network
         self.embed_dim, self.hidden_dim = embed_dim, hidden_dim
         self.oracle_lr = oracle_lr
-        self.top_n_pct, self.oracle_threshold, self.merge_noops = check_policy_settings(
-            top_n_pct, oracle_threshold, merge_noops)
+        self.top_n_pct, self.oracle_threshold, self.merge_noops, self.oracle_relative = check_policy_settings(
+            top_n_pct, oracle_threshold, merge_noops, oracle_relative)
         self.oracle_fallbacks = 0
         """States whose mask the oracles would have emptied (their mask was used instead)."""
         self.oracle_decisions = 0
@@ -372,6 +378,12 @@ class ConstrainedDQNPolicy(DQNPolicy):
                 if empty.any():
                     self.oracle_fallbacks += int(empty.sum())
                     allowed[empty] = masks[empty]
+                    if self.oracle_relative > 0:  # the likeliest to succeed, relative to the row's best
+                        # in log space: sigmoid underflows for the confident "no" of a rare constraint
+                        log_success = nn.functional.logsigmoid(logits[:, empty].min(dim=0).values)
+                        log_success = log_success.masked_fill(~masks[empty], -math.inf)
+                        best = log_success.max(dim=1, keepdim=True).values
+                        allowed[empty] = masks[empty] & (log_success >= best + math.log(self.oracle_relative))
             if self.merge_noops:
                 allowed = merge_noop_actions(q, allowed)
         return ScoredActions(q, allowed)
@@ -445,7 +457,7 @@ class ConstrainedDQNPolicy(DQNPolicy):
         data.update(n_constraints=self.n_constraints, paper_network=self.paper_network,
                     embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, oracle_lr=self.oracle_lr,
                     top_n_pct=self.top_n_pct, oracle_threshold=self.oracle_threshold, merge_noops=self.merge_noops,
-                    normalized_observations=self.normalized_observations)
+                    oracle_relative=self.oracle_relative, normalized_observations=self.normalized_observations)
         return data
 
 

@@ -325,6 +325,31 @@ def test_oracle_fallback_is_counted_by_the_policy():
     assert len(actions) == 4
 
 
+def test_relative_oracle_fallback_keeps_the_likeliest_actions(tmp_path):
+    model = tiny_model(oracle_threshold=1.0, oracle_relative=0.9)  # T = 1: every row falls back
+    with torch.no_grad():  # spread the untrained oracles' outputs (all near 0.5 otherwise)
+        for p in model.policy.oracles.parameters():
+            p.mul_(3.0)
+    obs = torch.as_tensor(tiny_env(3).reset())
+    masks = torch.ones((3, 800), dtype=torch.bool)
+    masks[:, 400:] = False
+    scored = model.policy.scored_actions(obs, masks)
+    with torch.no_grad():
+        _, logits = model.policy.scores(obs, torch.arange(800))
+    success = torch.sigmoid(logits.min(dim=0).values.double())[:, :400]  # the least likely constraint decides
+    expected = success >= 0.9 * success.max(dim=1, keepdim=True).values
+    assert torch.equal(scored.allowed[:, :400], expected) and not scored.allowed[:, 400:].any()
+    assert 3 <= int(expected.sum()) < 3 * 400
+    assert model.oracle_fallbacks == 3
+    model.oracle_relative = 0.0  # the paper's fallback: the whole mask
+    assert torch.equal(model.policy.scored_actions(obs, masks).allowed, masks)
+    with pytest.raises(ValueError, match="Invalid oracle_relative=2"):
+        model.oracle_relative = 2
+    model.oracle_relative = 0.5
+    model.save(tmp_path / "m.zip")
+    assert ConstrainedDQN.load(tmp_path / "m.zip", device="cpu").policy.oracle_relative == 0.5
+
+
 def test_policy_settings_live_in_the_policy_and_are_saved(tmp_path):
     model = tiny_model(top_n_pct=10.0, merge_noops=True, oracle_threshold=0.4)
     policy = model.policy
