@@ -32,6 +32,11 @@ episodes):
   learned oracle on ``constraints_satisfied`` (masks actions it predicts lead to a failing design);
   sampling among the top 20 % with the 80 count-0 actions merged into one candidate
   (``merge_noops``); no redraws: the reported % unique is the policy's own.
+* ``constrained_dqn_graded`` — ours with two additions for rare constraints: a violating design
+  earns less the further it misses (``constraints["shaping"] = 0.1``) and, where no action reaches
+  the oracle threshold, the actions at least half as likely to succeed as the best one stay
+  allowed (``oracle_relative=0.5``) instead of the whole mask. Measured on seed 0 at 500
+  iterations: sintering 0.0 -> 64.9 % plausible, bulk 89.4 -> 96.7 %.
 * ``paper_dqn`` — the paper's method and settings: learned constraint oracles, hard-rule masks.
 * ``dqn_no_oracles`` — ablation: the paper's DQN without oracles (hard-rule masks only).
 * ``maskable_ppo`` — sb3-contrib's MaskablePPO with exact electronegativity-balance masks.
@@ -438,7 +443,7 @@ def figure_names(tasks: Sequence[BenchTask], methods: Sequence[str]) -> list[str
     return names
 
 
-_PARETO_AGENTS = ("constrained_dqn", "paper_dqn", "dqn_no_oracles", "maskable_ppo", "maskable_ppo_plausible")
+_PARETO_AGENTS = ("constrained_dqn", "constrained_dqn_graded", "paper_dqn", "dqn_no_oracles", "maskable_ppo", "maskable_ppo_plausible")
 
 
 def _run_dir(out: Path, task: str, method: str, seed: int) -> Path:
@@ -530,7 +535,7 @@ def _plot_histograms(out: Path, results, single_tasks: Sequence[BenchTask], meth
     if not single_tasks:
         return
     fig, axes = plt.subplots(1, len(single_tasks), figsize=(4.5 * len(single_tasks), 3.8), squeeze=False)
-    colors = {"random": "0.6", "constrained_dqn": "tab:blue", "paper_dqn": "tab:orange",
+    colors = {"random": "0.6", "constrained_dqn": "tab:blue", "constrained_dqn_graded": "tab:cyan", "paper_dqn": "tab:orange",
               "dqn_no_oracles": "tab:purple", "maskable_ppo": "tab:green", "maskable_ppo_plausible": "tab:olive"}
     for ax, task in zip(axes[0], single_tasks):
         prop = task.properties[0]

@@ -77,6 +77,10 @@ METHODS: dict[str, Method] = {m.key: m for m in (
            exact_masks="oxide_rule", constraints=("constraints_satisfied",), gradient_steps=10, top_n_pct=20.0,
            model_kwargs={"merge_noops": True}, design_constraints=dict(STABLE_PLAUSIBLE_DESIGN),
            constraint_lookahead=True),
+    Method("constrained_dqn_graded", "ours + graded constraint penalty (shaping 0.1) + relative oracle fallback "
+           "(0.5)", "dqn", exact_masks="oxide_rule", constraints=("constraints_satisfied",), gradient_steps=10,
+           top_n_pct=20.0, model_kwargs={"merge_noops": True, "oracle_relative": 0.5},
+           design_constraints={**STABLE_PLAUSIBLE_DESIGN, "shaping": 0.1}, constraint_lookahead=True),
     Method("paper_dqn", "ConstrainedDQN, paper settings", "dqn", constraints=ORACLES),
     Method("dqn_no_oracles", "DQN without oracles (ablation)", "dqn"),
     Method("maskable_ppo", "MaskablePPO (sb3-contrib)", "maskable_ppo", exact_masks="electronegativity_balanced"),

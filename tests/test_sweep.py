@@ -27,7 +27,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sweep.toml"
     ({"grid": {"gamma": [0.9, 0.9]}}, r"a value is repeated"),
     ({"grid": {"lam": [62.5]}}, r"Invalid grid setting 'lam' for task 'bulk_modulus'.*sintering_bulk"),
     ({"grid": {"top_n_pct": [5]}, "methods": ["maskable_ppo"]},
-     r"Invalid grid setting 'top_n_pct' for method 'maskable_ppo'.*constrained_dqn, paper_dqn, dqn_no_oracles"),
+     r"Invalid grid setting 'top_n_pct' for method 'maskable_ppo'.*constrained_dqn, constrained_dqn_graded, paper_dqn, dqn_no_oracles"),
     ({"grid": {"oracle_threshold": [0.3]}, "methods": ["dqn_no_oracles"]},
      r"'oracle_threshold' for method 'dqn_no_oracles'.*no learned oracles"),
     ({"grid": {"top_n_pct": [5]}, "tasks": ["bulk"]}, r"Invalid tasks value 'bulk'; allowed: formation_energy"),
