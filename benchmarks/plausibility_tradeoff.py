@@ -19,7 +19,9 @@ Settings (cumulative names):
   ``constraint_lookahead`` (at the last step only oxygen counts whose design meets every
   constraint);
 * ``E_hull <= 0.1`` (our Table 1 method) and ``shaping 0.1``: a design that breaks a constraint
-  earns less the further it misses (``constraints["shaping"]``) instead of the flat worst reward.
+  earns less the further it misses (``constraints["shaping"]``) instead of the flat worst reward;
+  ``relative oracle 0.5``: where no action reaches the oracle threshold, the actions at least half
+  as likely to succeed as the best stay allowed (``ConstrainedDQN(oracle_relative=0.5)``).
 
 Usage:
     python benchmarks/plausibility_tradeoff.py [--task bulk_modulus] [--iterations 100] [--seed 0]
@@ -66,6 +68,11 @@ SETTINGS = {
     "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle, top 20 %, E_hull <= 0.1, shaping 0.1": dict(
         constraints={**PLAUSIBLE, "novel": True, "e_above_hull": ("<=", 0.1), "shaping": 0.1}, merge_noops=True,
         top_n_pct=20.0, oracles=("constraints_satisfied",), exact_masks="oxide_rule", lookahead=True),
+    "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle, top 20 %, E_hull <= 0.1, shaping 0.1, "
+    "relative oracle 0.5": dict(
+        constraints={**PLAUSIBLE, "novel": True, "e_above_hull": ("<=", 0.1), "shaping": 0.1}, merge_noops=True,
+        top_n_pct=20.0, oracles=("constraints_satisfied",), exact_masks="oxide_rule", lookahead=True,
+        oracle_relative=0.5),
     "oxide-rule masks +plausible +novel +merge_noops +lookahead +oracle 0.7, top 20 %": dict(
         constraints={**PLAUSIBLE, "novel": True}, merge_noops=True, top_n_pct=20.0, oracles=("constraints_satisfied",),
         exact_masks="oxide_rule", lookahead=True, oracle_threshold=0.7),
@@ -110,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                                  constraints=cfg["constraints"], constraint_lookahead=cfg.get("lookahead", False))
         model = ConstrainedDQN(env=env, seed=args.seed, constraints=cfg["oracles"], gradient_steps=10,
                                top_n_pct=cfg["top_n_pct"], merge_noops=cfg["merge_noops"],
-                               oracle_threshold=cfg.get("oracle_threshold", 0.5))
+                               oracle_threshold=cfg.get("oracle_threshold", 0.5),
+                               oracle_relative=cfg.get("oracle_relative", 0.0))
         t0 = time.perf_counter()
         model.learn(total_timesteps=(args.iterations + 1) * 500)
         seconds = time.perf_counter() - t0
