@@ -377,13 +377,14 @@ class ConstrainedDQNPolicy(DQNPolicy):
                 self.oracle_decisions += int(masks.shape[0])
                 if empty.any():
                     self.oracle_fallbacks += int(empty.sum())
-                    allowed[empty] = masks[empty]
                     if self.oracle_relative > 0:  # the likeliest to succeed, relative to the row's best
                         # in log space: sigmoid underflows for the confident "no" of a rare constraint
                         log_success = nn.functional.logsigmoid(logits[:, empty].min(dim=0).values)
                         log_success = log_success.masked_fill(~masks[empty], -math.inf)
                         best = log_success.max(dim=1, keepdim=True).values
                         allowed[empty] = masks[empty] & (log_success >= best + math.log(self.oracle_relative))
+                    else:
+                        allowed[empty] = masks[empty]
             if self.merge_noops:
                 allowed = merge_noop_actions(q, allowed)
         return ScoredActions(q, allowed)

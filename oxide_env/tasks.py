@@ -482,10 +482,13 @@ class RewardModel:
         return means, stds
 
     def _constraint_flags(self, batch: np.ndarray, means: Mapping[str, np.ndarray],
-                          features: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """One boolean array per constraint flag (see :attr:`DesignConstraints.flag_names`)."""
+                          features: np.ndarray | None = None
+                          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """One boolean array per constraint flag (see :attr:`DesignConstraints.flag_names`), and with
+        ``shaping`` every row's distance to each domain (``name -> (n,)``; the violation needs them)."""
         c = self.constraints
         flags: dict[str, np.ndarray] = {}
+        scores: dict[str, np.ndarray] = {}
         if c.oxide_rule:
             from oxide_env.chemistry.validity import oxide_rule
 
@@ -504,12 +507,15 @@ class RewardModel:
             features = featurize(batch) if features is None else features
             inside = np.ones(len(batch), dtype=bool)
             # the AND of every domain: each model scores only the rows still inside, smallest reference first
-            # (the formation-energy domain holds 84k compositions, the others ~9k)
-            for model in sorted(self.domain_models.values(), key=lambda m: len(getattr(m, "reference", ()))):
-                rows = np.flatnonzero(inside)
+            # (the formation-energy domain holds 84k compositions, the others ~9k); with shaping every row
+            for name, model in sorted(self.domain_models.items(), key=lambda m: len(getattr(m[1], "reference", ()))):
+                rows = np.arange(len(batch)) if c.shaping else np.flatnonzero(inside)
                 if rows.size == 0:
                     break
-                inside[rows] = model.score_features(features[rows]) <= model.threshold
+                score = model.score_features(features[rows])
+                if c.shaping:
+                    scores[name] = score
+                inside[rows] &= score <= model.threshold
             flags["in_domain"] = inside
         if c.novel:
             from oxide_env.chemistry.metrics import composition_keys
@@ -518,11 +524,12 @@ class RewardModel:
             flags["novel"] = np.array([k not in known for k in composition_keys(batch)], dtype=bool)
         flags["constraints_satisfied"] = np.logical_and.reduce(list(flags.values())) if flags else np.ones(
             len(batch), dtype=bool)
-        return flags
+        return flags, scores
 
-    def _violation(self, batch: np.ndarray, means: Mapping[str, np.ndarray], features: np.ndarray | None,
-                   flags: Mapping[str, np.ndarray]) -> np.ndarray:
-        """How far each design misses its constraints (0 where all are met; see ``shaping``)."""
+    def _violation(self, batch: np.ndarray, means: Mapping[str, np.ndarray], flags: Mapping[str, np.ndarray],
+                   scores: Mapping[str, np.ndarray]) -> np.ndarray:
+        """How far each design misses its constraints (0 where all are met; see ``shaping``), from the
+        flags and domain distances of :meth:`_constraint_flags`."""
         c = self.constraints
         out = np.zeros(len(batch))
         rows = np.flatnonzero(~flags["constraints_satisfied"])
@@ -541,27 +548,30 @@ class RewardModel:
                 sub = rows[broken]
                 excess = means["formation_energy"][sub] - self.hull.hull_energy(batch[sub]) - c.e_above_hull
                 v[broken] += 1.0 + np.maximum(excess, 0.0) / self._target_span("formation_energy")
-        if c.domain:
-            features = featurize(batch) if features is None else features
-            for model in self.domain_models.values():
-                ratio = model.score_features(features[rows]) / model.threshold
-                v += np.where(ratio > 1.0, ratio, 0.0)  # 1 for the break + (ratio - 1) for the distance
+        for name, model in self.domain_models.items():
+            score = scores[name][rows]
+            v += np.where(score > model.threshold, score / model.threshold, 0.0)  # 1 for the break + the distance
         out[rows] = v
         return out
 
-    def _target_span(self, name: str) -> float:
+    def _target_limits(self, name: str) -> tuple[float, float] | None:
+        """``(target_min, target_max)`` of a predictor's training data, ``None`` where it does not say."""
         meta = getattr(self.predictors[name], "metadata", None) or {}
         lo, hi = meta.get("target_min"), meta.get("target_max")
-        return float(hi - lo) if lo is not None and hi is not None and hi > lo else 1.0
+        return None if lo is None or hi is None else (lo, hi)
+
+    def _target_span(self, name: str) -> float:
+        limits = self._target_limits(name)
+        return float(limits[1] - limits[0]) if limits is not None and limits[1] > limits[0] else 1.0
 
     def reward_range(self) -> float:
         """The task's reward span over the predictors' training ranges (1 where unknown, e.g. a callable task)."""
         if self.task.fn is not None or not self.task.terms:
             return 1.0
-        metas = [getattr(self.predictors[name], "metadata", None) or {} for name, _ in self.task.terms]
-        if any(m.get("target_min") is None or m.get("target_max") is None for m in metas):
+        limits = [self._target_limits(name) for name, _ in self.task.terms]
+        if any(lim is None for lim in limits):
             return 1.0
-        return float(sum(abs(w) * (m["target_max"] - m["target_min"]) for (_, w), m in zip(self.task.terms, metas)))
+        return float(sum(abs(w) * (hi - lo) for (_, w), (lo, hi) in zip(self.task.terms, limits)))
 
     def _compute(self, batch: np.ndarray) -> list[tuple]:
         """Memo rows ``(reward, means, stds, neutral, balanced, flags)`` of distinct compositions."""
@@ -583,12 +593,12 @@ class RewardModel:
                 rewards = rewards - self.uncertainty_penalty * spread
         if self.invalid_penalty:
             rewards = rewards - self.invalid_penalty * ((~neutral).astype(float) + (~balanced).astype(float))
-        flags = self._constraint_flags(batch, means, features) if self.constraints else {}
+        flags, scores = self._constraint_flags(batch, means, features) if self.constraints else ({}, {})
         if flags:
             penalty = self.worst_reward()
             if self.constraints.shaping:
                 penalty = penalty - self.constraints.shaping * self.reward_range() * self._violation(
-                    batch, means, features, flags)
+                    batch, means, flags, scores)
             rewards = np.where(flags["constraints_satisfied"], rewards, penalty)
         if not np.all(np.isfinite(rewards)):
             raise ValueError("The task produced a non-finite reward; check the task callable.")
@@ -688,9 +698,8 @@ class RewardModel:
             return 0.0
         total = 0.0
         for name, weight in self.task.terms:
-            meta = getattr(self.predictors[name], "metadata", None) or {}
-            lo, hi = meta.get("target_min"), meta.get("target_max")
-            if lo is None or hi is None:
+            limits = self._target_limits(name)
+            if limits is None:
                 return 0.0
-            total += weight * (lo if weight > 0 else hi)
+            total += weight * (limits[0] if weight > 0 else limits[1])
         return float(total)
