@@ -53,6 +53,12 @@ POLICY_SETTINGS = ("top_n_pct", "oracle_threshold", "merge_noops", "oracle_relat
 """Arguments of :class:`ConstrainedDQN` that are settings of its policy (saved in ``policy_kwargs``)."""
 
 
+def _policy_setting_property(name: str, doc: str) -> property:
+    """A settable :class:`ConstrainedDQN` attribute that reads and writes its policy's setting ``name``."""
+    return property(lambda self: self._policy_setting(name),
+                    lambda self, value: self._set_policy_setting(name, value), doc=doc)
+
+
 def _binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve by the rank-sum formula (NaN if one class is absent)."""
     pos, neg = labels == 1, labels == 0
@@ -319,41 +325,13 @@ class ConstrainedDQN(DQN):
         """Completed iterations (``episodes_per_iteration`` episodes each)."""
         return self._episode_num // self.episodes_per_iteration
 
-    @property
-    def top_n_pct(self) -> float:
-        """The policy's top-n% (``policy.top_n_pct``); settable."""
-        return self._policy_setting("top_n_pct")
-
-    @top_n_pct.setter
-    def top_n_pct(self, value: float) -> None:
-        self._set_policy_setting("top_n_pct", value)
-
-    @property
-    def oracle_threshold(self) -> float:
-        """The policy's oracle threshold T (``policy.oracle_threshold``); settable."""
-        return self._policy_setting("oracle_threshold")
-
-    @oracle_threshold.setter
-    def oracle_threshold(self, value: float) -> None:
-        self._set_policy_setting("oracle_threshold", value)
-
-    @property
-    def oracle_relative(self) -> float:
-        """The policy's relative oracle fallback r (``policy.oracle_relative``); settable."""
-        return self._policy_setting("oracle_relative")
-
-    @oracle_relative.setter
-    def oracle_relative(self, value: float) -> None:
-        self._set_policy_setting("oracle_relative", value)
-
-    @property
-    def merge_noops(self) -> bool:
-        """Whether the policy ranks the count-0 actions as one (``policy.merge_noops``); settable."""
-        return self._policy_setting("merge_noops")
-
-    @merge_noops.setter
-    def merge_noops(self, value: bool) -> None:
-        self._set_policy_setting("merge_noops", value)
+    top_n_pct = _policy_setting_property("top_n_pct", "The policy's top-n% (``policy.top_n_pct``); settable.")
+    oracle_threshold = _policy_setting_property(
+        "oracle_threshold", "The policy's oracle threshold T (``policy.oracle_threshold``); settable.")
+    oracle_relative = _policy_setting_property(
+        "oracle_relative", "The policy's relative oracle fallback r (``policy.oracle_relative``); settable.")
+    merge_noops = _policy_setting_property(
+        "merge_noops", "Whether the policy ranks the count-0 actions as one (``policy.merge_noops``); settable.")
 
     def _policy_setting(self, name: str) -> Any:
         policy = self.__dict__.get("policy")
