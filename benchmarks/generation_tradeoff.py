@@ -28,7 +28,8 @@ TOP_N = (10.0, 20.0, 40.0, 60.0, 80.0)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="Example: python benchmarks/generation_tradeoff.py --tasks formation_energy")
+                                     epilog="Example: python benchmarks/generation_tradeoff.py "
+                                     "--tasks formation_energy")
     parser.add_argument("--runs", type=Path, default=RESULTS,
                         help="the --out of `oxide-rl benchmark table1` (default benchmarks/results)")
     parser.add_argument("--method", default="constrained_dqn_graded", help="a DQN method of agents.runs.METHODS")
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
              "with each top-n% (trained with "
              f"{', '.join(sorted({f'{v:g} %' for v in df['trained_top_n_pct']}))}; the plain policy, no redraws, "
              "no retraining). Means over the seeds found; shift = (mean − random mean) / random std against the "
-             "random baseline of the same seed (goal: the paper's shift; λ = 250: better than random on both). *% new plausible*: "
+             "random baseline of the same seed (goal: the paper's shift; λ = 250: better than random on both). "
+             "*% new plausible*: "
              "distinct plausible designs that are no known compound, per 100 designs.", "",
              f"`{command}` ({(time.perf_counter() - t0) / 60:.1f} min on 2 CPU cores).", ""]
     for task in tasks:
