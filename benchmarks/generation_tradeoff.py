@@ -26,6 +26,44 @@ RESULTS = Path(__file__).parent / "results"
 TOP_N = (10.0, 20.0, 40.0, 60.0, 80.0)
 
 
+def _plot(summary, shown, method: str, path: Path) -> None:
+    """One panel per task: % plausible, % new plausible and % unique against the shift, one point per top-n%."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agents.benchmark import GOAL_SHIFT
+    from oxide_env.files import atomic_save_figure
+
+    cols = min(4, len(shown))
+    n_rows = math.ceil(len(shown) / cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.6 * n_rows), squeeze=False)
+    for ax, task in zip(axes.flat, shown):
+        part = summary.loc[task.key]
+        prop = task.properties[0]
+        x = part[f"{prop}_shift"].to_numpy()
+        ax.plot(x, part["pct_plausible"], "o-", label="% plausible")
+        ax.plot(x, part["pct_new_plausible"], "s--", label="% new plausible")
+        ax.plot(x, part["pct_unique"], "^:", label="% unique")
+        for pct, xi, yi in zip(part.index, x, part["pct_plausible"]):
+            ax.annotate(f"{pct:g}%", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        target = GOAL_SHIFT.get(prop) if task.task != "sintering_bulk" else None
+        if target is not None:
+            ax.axvline(target, color="grey", lw=0.8, ls="--")
+        ax.axhline(90, color="grey", lw=0.6, ls=":")
+        ax.set_title(task.label, fontsize=9)
+        ax.set_xlabel(f"{prop} shift vs random (σ)")
+        ax.set_ylabel("%")
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"{method}: generating with top-n% (labels); ElMD in the table", fontsize=10)
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Example: python benchmarks/generation_tradeoff.py "
@@ -47,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from agents.benchmark import GOAL_SHIFT, PAPER, _run_dir, goal_status
+    from agents.benchmark import PAPER, _run_dir, goal_status
     from agents.runs import METHODS, TASKS, TASKS_BY_KEY, assess_run
     from agents.train import load_agent
     from oxide_env.chemistry.baseline import random_oxides
-    from oxide_env.files import atomic_save_figure, atomic_write_text
+    from oxide_env.files import atomic_write_text
     from predictors.data import training_keys
 
     if args.method not in METHODS or METHODS[args.method].kind != "dqn":
@@ -138,38 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out / "generation_tradeoff.csv", df.to_csv(index=False, float_format="%.4f"))
     atomic_write_text(args.out / "generation_tradeoff.md", "\n".join(lines))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [t for t in tasks if t.key in seeds_found]
-    cols = min(4, len(shown))
-    n_rows = math.ceil(len(shown) / cols)
-    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.6 * n_rows), squeeze=False)
-    for ax, task in zip(axes.flat, shown):
-        part = summary.loc[task.key]
-        prop = task.properties[0]
-        x = part[f"{prop}_shift"].to_numpy()
-        ax.plot(x, part["pct_plausible"], "o-", label="% plausible")
-        ax.plot(x, part["pct_new_plausible"], "s--", label="% new plausible")
-        ax.plot(x, part["pct_unique"], "^:", label="% unique")
-        for pct, xi, yi in zip(part.index, x, part["pct_plausible"]):
-            ax.annotate(f"{pct:g}%", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        target = GOAL_SHIFT.get(prop) if task.task != "sintering_bulk" else None
-        if target is not None:
-            ax.axvline(target, color="grey", lw=0.8, ls="--")
-        ax.axhline(90, color="grey", lw=0.6, ls=":")
-        ax.set_title(task.label, fontsize=9)
-        ax.set_xlabel(f"{prop} shift vs random (σ)")
-        ax.set_ylabel("%")
-    for ax in list(axes.flat)[len(shown):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"{args.method}: generating with top-n% (labels); ElMD in the table", fontsize=10)
-    fig.tight_layout()
-    atomic_save_figure(fig, args.out / "generation_tradeoff.png", dpi=120)
-    plt.close(fig)
+    _plot(summary, [t for t in tasks if t.key in seeds_found], args.method, args.out / "generation_tradeoff.png")
     print("\n".join(lines))
     print(json.dumps({"wrote": str(args.out / "generation_tradeoff.md")}))
     return 0
