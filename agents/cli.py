@@ -266,6 +266,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if design is None:
             raise SystemExit("error: --shaping needs --plausible (it grades the penalty of those design constraints).")
         design["shaping"] = args.shaping
+    if args.strict_novel:
+        if not args.shaping:
+            raise SystemExit("error: --strict-novel needs --shaping (it sets how a known compound's violation is "
+                             "graded).")
+        design["novel"] = "strict"
     run = AgentRun(task=args.task, lam=args.lam, seed=args.seed, iterations=args.iterations, n_envs=args.n_envs,
                    exact_masks=args.exact_masks, constraints=() if args.no_oracles else tuple(args.oracles),
                    top_n_pct=args.top_n_pct, gradient_steps=args.gradient_steps,
@@ -456,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shaping", type=float, default=None, metavar="S",
                    help="with --plausible: a design that breaks a constraint earns less the further it misses "
                    "(worst - S * reward range * violation) instead of the flat worst reward (e.g. 0.1)")
+    p.add_argument("--strict-novel", action="store_true",
+                   help="with --shaping: a known compound earns the lowest graded penalty, as if it broke every "
+                   "constraint (else it breaks only 'novel' and is the best-paid violation)")
     p.add_argument("--lookahead", action="store_true",
                    help="with --plausible: at the last step only oxygen counts whose design meets every constraint "
                    "(the env's constraint_lookahead)")

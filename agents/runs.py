@@ -305,7 +305,7 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     return result
 
 
-REQUIRED_METRICS = ("pct_plausible_near_hull",)
+REQUIRED_METRICS = ("pct_plausible_near_hull", "pct_new_plausible")
 """Metrics added after runs of unchanged settings were made: recomputed from their stored designs."""
 
 
@@ -340,14 +340,15 @@ def assess_run(formulas: Sequence[str], task: BenchTask, method: Method, referen
     A plausible design must be inside the applicability domain of ``formation_energy`` and of the
     task's properties. The random baseline serves every task, so it is checked against every
     domains, and its ``pct_in_domain@<task>`` / ``pct_plausible@<task>`` /
-    ``pct_plausible_near_hull@<task>`` are stored for each task.
+    ``pct_plausible_near_hull@<task>`` / ``pct_new_plausible@<task>`` are stored for each task.
     """
-    from oxide_env.chemistry.metrics import NEAR_HULL, PLAUSIBLE_FORMATION_ENERGY, pct_novel
+    from oxide_env.chemistry.metrics import NEAR_HULL, PLAUSIBLE_FORMATION_ENERGY, pct_new, pct_novel
     from predictors.assess import assess, domain_names
 
     random = method.kind == "random"
     metrics, checks = assess(formulas, domain_properties=None if random else task.properties, novelty=False)
     metrics["pct_novel"] = pct_novel(formulas, reference)
+    metrics["pct_new_plausible"] = pct_new(formulas, checks["plausible"], reference)
     if random:
         base = checks["oxide_rule"] & (checks["formation_energy"] <= PLAUSIBLE_FORMATION_ENERGY)
         near = np.nan_to_num(checks["e_above_hull"], nan=np.inf) <= NEAR_HULL
@@ -356,4 +357,5 @@ def assess_run(formulas: Sequence[str], task: BenchTask, method: Method, referen
             metrics[f"pct_in_domain@{t.key}"] = 100.0 * float(inside.mean())
             metrics[f"pct_plausible@{t.key}"] = 100.0 * float((base & inside).mean())
             metrics[f"pct_plausible_near_hull@{t.key}"] = 100.0 * float((base & inside & near).mean())
+            metrics[f"pct_new_plausible@{t.key}"] = pct_new(formulas, base & inside, reference)
     return metrics, checks

@@ -188,7 +188,9 @@ class OxideCompositionEnv(gym.Env):
       predictor of the task; ``domain_models`` replaces the shipped domain models. With
       ``"shaping": s`` (> 0) a violating design earns less the further it misses instead of the flat
       worst reward (``worst - s * range * violation``; still below every valid design), a
-      gradient towards narrow targets such as the sintering predictor's domain.
+      gradient towards narrow targets such as the sintering predictor's domain; ``"novel":
+      "strict"`` then makes a known compound the worst-paid violation (else, breaking only
+      ``novel``, it is the best-paid one).
     * ``render_mode``: ``"ansi"`` (a line of text) or ``"rgb_array"`` (the composition on a
       periodic table, one cell per element, darker = larger count; SB3's ``make_vec_env``
       asks for it).

@@ -149,6 +149,8 @@ class DesignConstraints:
         properties: ``(predictor, "<=" or ">=", bound)`` on the predicted (ensemble-mean) value.
         domain: predictors whose applicability domain the design must be inside.
         novel: the reduced composition is none of the predictors' training compositions.
+        strict_novel: with ``shaping``, a known composition earns the lowest graded reward, as if
+            it broke every constraint (``"novel": "strict"``).
         e_above_hull: the largest allowed energy above the convex hull of the known compounds
             (eV/atom) at the predicted formation energy; ``None``: no stability constraint.
         shaping: 0 (flat: every violating design earns the worst reward) or the graded penalty of
@@ -162,6 +164,7 @@ class DesignConstraints:
     novel: bool = False
     e_above_hull: float | None = None
     shaping: float = 0.0
+    strict_novel: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.oxide_rule or self.properties or self.domain or self.novel
@@ -198,7 +201,8 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
     * ``"in_domain"`` -> ``True`` (inside the applicability domain of ``formation_energy`` and of
       every predictor of the task) or a list of predictor names;
     * ``"novel"`` -> ``True``: not one of the predictors' training compositions (a known compound
-      is no discovery);
+      is no discovery); ``"strict"``: the same, and with ``shaping`` a known composition counts as
+      breaking every constraint (below);
     * ``"e_above_hull"`` -> ``("<=", bound)``: the predicted formation energy lies at most ``bound``
       eV/atom above the convex hull of the known compounds of the design's chemical system (a
       stability proxy: above it the design would decompose into known compounds; a linear
@@ -212,7 +216,11 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
       break plus how far it missed: ``score / threshold - 1`` outside a domain, ``|value - bound|``
       over the predictor's training range for a property, the energy above the hull beyond the
       bound over the formation-energy training range. Every violating design still earns less than
-      every valid one, and nearer misses earn more.
+      every valid one, and nearer misses earn more. A known compound breaks only ``novel`` (1) and
+      sits inside every domain, so with ``"novel": True`` it is the best-paid violation: where valid
+      designs are rare (sintering) an agent learns to make FeO, Fe2O3 and TiO2. With
+      ``"novel": "strict"`` its violation is ``1 +`` the number of constraint checks (each domain
+      counts once), as if it broke them all.
 
     Example:
         >>> c = make_constraints({"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": True},
@@ -231,15 +239,19 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
         raise ValueError(f"Invalid constraints={describe(spec)}: expected a dict such as "
                          "{'oxide_rule': True, 'formation_energy': ('<=', -0.5), 'in_domain': True}.")
     flags, props, domain, hull, shaping = {"oxide_rule": False, "novel": False}, [], (), None, 0.0
+    strict_novel = False
     for key, value in spec.items():
         if key == "shaping":
             if isinstance(value, (str, bool)):
                 raise ValueError(f"Invalid constraints['shaping']={describe(value)}: expected a number >= 0 "
                                  "(0 = flat worst reward for a violation, e.g. 0.1).")
             shaping = check_number(value, "constraints['shaping']", minimum=0, maximum=MAX_WEIGHT)
+        elif key == "novel" and value == "strict":
+            flags["novel"] = strict_novel = True
         elif key in flags:
             if value not in (True, False):
-                raise ValueError(f"Invalid constraints[{key!r}]={describe(value)}: expected True or False.")
+                raise ValueError(f"Invalid constraints[{key!r}]={describe(value)}: expected True or False"
+                                 + (" or 'strict'." if key == "novel" else "."))
             flags[key] = bool(value)
         elif key == "in_domain":
             if value is True:
@@ -273,7 +285,7 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
                          "constraint is given; add one (e.g. 'in_domain': True) or drop 'shaping'.")
     return DesignConstraints(oxide_rule=flags["oxide_rule"], properties=tuple(props), domain=domain,
                              novel=flags["novel"], e_above_hull=None if hull is None else float(hull),
-                             shaping=float(shaping))
+                             shaping=float(shaping), strict_novel=strict_novel)
 
 
 @dataclass(frozen=True)
@@ -551,6 +563,11 @@ class RewardModel:
         for name, model in self.domain_models.items():
             score = scores[name][rows]
             v += np.where(score > model.threshold, score / model.threshold, 0.0)  # 1 for the break + the distance
+        if c.strict_novel:  # a known compound pays as if it broke every check
+            checks = (int(c.oxide_rule) + len(c.properties) + int(c.e_above_hull is not None)
+                      + len(self.domain_models) + 1)
+            known = ~flags["novel"][rows]
+            v[known] = np.maximum(v[known], 1.0 + checks)
         out[rows] = v
         return out
 

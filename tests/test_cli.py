@@ -190,6 +190,11 @@ def test_train_shaping_needs_plausible_and_reaches_the_run(monkeypatch, tmp_path
     run = _run_of_train(monkeypatch, ["train", "--plausible", "--shaping", "0.1", "--out", str(tmp_path / "run")])
     assert run.design_constraints["shaping"] == 0.1
     assert run.settings()["design_constraints"]["shaping"] == 0.1  # part of the run's key
+    with pytest.raises(SystemExit, match="--strict-novel needs --shaping"):
+        main(["train", "--plausible", "--strict-novel", "--iterations", "1", "--out", str(tmp_path / "other")])
+    run = _run_of_train(monkeypatch, ["train", "--plausible", "--shaping", "0.1", "--strict-novel",
+                                      "--out", str(tmp_path / "strict")])
+    assert run.settings()["design_constraints"]["novel"] == "strict"
 
 
 def test_readme_command_of_our_method_equals_the_table1_method(monkeypatch, tmp_path) -> None:

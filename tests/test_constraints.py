@@ -271,3 +271,27 @@ def test_graded_shaping_orders_violations_by_how_far_they_miss() -> None:
     np.testing.assert_allclose(b.rewards[~ok], worst - 0.1 * span * expected[~ok], rtol=1e-5)
     assert np.all(b.rewards[~ok] < worst) and np.all(a.rewards[~ok] == worst)
     assert (~ok).sum() >= 3 and len(set(np.round(b.rewards[~ok], 3))) == (~ok).sum()
+
+
+def test_strict_novel_makes_a_known_compound_the_worst_paid_violation() -> None:
+    """With ``"novel": True`` a known oxide breaks one constraint (violation 1) and out-earns a new design
+    just outside a domain; with ``"novel": "strict"`` it pays 1 + the number of checks (here oxide rule,
+    E_f bound, 2 domains, novel: 6), and every other design keeps its reward."""
+    spec = {"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": True, "shaping": 0.1}
+    loose = reward_model("sintering_temperature", constraints={**spec, "novel": True})
+    strict = reward_model("sintering_temperature", constraints={**spec, "novel": "strict"})
+    designs = ["Fe2O3", "TiO2", "Zr2Mn2Ge2Bi2O9", "Er9Cd2C2N5O9", "Li7V9O26"]
+    counts = formulas_to_counts(designs)
+    a, b = loose.evaluate(counts), strict.evaluate(counts)
+    known = ~a.flags["novel"]
+    assert known.tolist() == [True, True, False, False, False]
+    for name in a.flags:
+        np.testing.assert_array_equal(a.flags[name], b.flags[name])
+    worst, span = strict.worst_reward(), strict.reward_range()
+    np.testing.assert_allclose(a.rewards[known], worst - 0.1 * span * 1.0)  # only 'novel' broken
+    np.testing.assert_allclose(b.rewards[known], worst - 0.1 * span * 6.0)
+    np.testing.assert_allclose(b.rewards[~known], a.rewards[~known])
+    assert b.rewards[known].max() < b.rewards[~known].min()
+    assert make_env(task="bulk_modulus", constraints={"novel": "strict"}) is not None
+    with pytest.raises(ValueError, match="True or False or 'strict'"):
+        make_env(task="bulk_modulus", constraints={"novel": "yes"})

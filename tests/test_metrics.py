@@ -16,6 +16,7 @@ from oxide_env.chemistry.metrics import (
     elmd,
     elmd_pairwise,
     evaluate,
+    pct_new,
     pct_novel,
     pct_unique,
 )
@@ -63,6 +64,18 @@ def test_unique_and_novel_use_reduced_formulas():
     assert pct_novel(["Ti2O4", "Os5WO5"], reference=["TiO2", "MgO"]) == 50.0
     assert composition_keys(["LiCo2O4"]) == composition_keys(["Li0.5CoO2"])
     assert math.isnan(pct_unique([]))
+
+
+def test_pct_new_counts_distinct_novel_keepers_only():
+    designs = ["MgAl2O4", "Mg2Al4O8", "TiO2", "CaTiO3", "BaTiO3"]
+    keep = [True, True, True, False, True]
+    # MgAl2O4 twice counts once, TiO2 is known, CaTiO3 is not kept: 2 of 5
+    assert pct_new(designs, keep, ["TiO2"]) == 40.0
+    assert pct_new(designs, keep, set(composition_keys(["TiO2"]))) == 40.0
+    assert pct_new(designs, [False] * 5, []) == 0.0
+    assert math.isnan(pct_new([], [], []))
+    with pytest.raises(ValueError, match="one flag per design"):
+        pct_new(designs, [True], [])
 
 
 def test_evaluate_golden(golden_oxides):
@@ -151,5 +164,10 @@ def test_evaluate_reports_every_rule_and_plausibility() -> None:
     # known oxides sit on or near the hull of the known compounds
     assert np.all(np.abs(checks["e_above_hull"][[0, 1, 5]]) < 0.3)
     assert set(m) >= {"pct_in_domain", "pct_in_domain_formation_energy", "pct_icsd24", "median_e_above_hull"}
+    assert "pct_new_plausible" not in m  # no reference: novelty unknown
+    # plausible: MgO, Al2O3, Ba2Ti2O6, MgAl2O4; MgO and Al2O3 known, Ba2Ti2O6 = BaTiO3 known too
+    known = evaluate(formulas, reference=["MgO", "Al2O3", "BaTiO3"], predictors=models, hull=known_hull(),
+                     domains=domains)
+    assert known["pct_new_plausible"] == pytest.approx(100 / 6)
     empty = evaluate([], predictors=models, hull=known_hull(), domains=domains)
     assert empty["n"] == 0 and np.isnan(empty["pct_plausible"])

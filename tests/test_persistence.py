@@ -297,8 +297,9 @@ def test_a_metric_added_later_is_recomputed_from_the_stored_designs(tmp_path):
     benchmark.run_table1(n=30, **kwargs)
     run = tmp_path / "table1_runs/all/random/seed0"
     first = json.loads((run / "result.json").read_text())
-    assert "pct_plausible_near_hull" in first["metrics"] and "pct_plausible_near_hull@bulk_modulus" in first["metrics"]
-    older = dict(first, metrics={k: v for k, v in first["metrics"].items() if "near_hull" not in k})
+    for key in ("pct_plausible_near_hull", "pct_new_plausible"):
+        assert key in first["metrics"] and f"{key}@bulk_modulus" in first["metrics"]
+    older = dict(first, metrics={k: v for k, v in first["metrics"].items() if "near_hull" not in k and "new" not in k})
     (run / "result.json").write_text(json.dumps(older))  # as a run made before the metric existed
     designs = (run / "formulas.csv").read_bytes()
     benchmark.run_table1(n=30, **kwargs)  # same settings: not rerun, only re-assessed

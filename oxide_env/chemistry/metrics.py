@@ -44,6 +44,7 @@ __all__ = [
     "evaluate",
     "design_checks",
     "summarize_checks",
+    "pct_new",
     "pct_novel",
     "pct_unique",
 ]
@@ -152,6 +153,30 @@ def pct_novel(compositions: Sequence[str] | np.ndarray, reference: Iterable[str]
     if not isinstance(reference, (set, frozenset)):
         reference = set(composition_keys(list(reference)))
     return 100.0 * sum(k not in reference for k in keys) / len(keys)
+
+
+def pct_new(compositions: Sequence[str] | np.ndarray, keep: Sequence[bool] | np.ndarray,
+            reference: Iterable[str] | set) -> float:
+    """Percentage of the ``n`` designs that are *new keepers*: distinct reduced formulas among the
+    designs flagged ``keep`` (e.g. plausible) that are not in ``reference``; repeats count once.
+
+    ``pct_new(designs, plausible, known)`` is the number of new plausible compositions a chemist
+    gets per 100 designs asked for: a known compound or a repeat adds nothing (NaN for empty input).
+
+    Example:
+        >>> pct_new(["MgAl2O4", "Mg2Al4O8", "TiO2", "CaTiO3"], [True, True, True, False], ["TiO2"])
+        25.0
+    """
+    keys = composition_keys(compositions)
+    keep = np.asarray(keep, dtype=bool).reshape(-1)
+    if keep.shape != (len(keys),):
+        raise ValueError(f"Invalid keep of shape {keep.shape}: expected one flag per design ({len(keys)},).")
+    if not keys:
+        return math.nan
+    if not isinstance(reference, (set, frozenset)):
+        reference = set(composition_keys(list(reference)))
+    new = {k for k, ok in zip(keys, keep) if ok and k not in reference}
+    return 100.0 * len(new) / len(keys)
 
 
 PropertyFn = Callable[[np.ndarray], np.ndarray]
@@ -287,7 +312,9 @@ def evaluate(
           ``formation_energy_max``), and with a hull too ``median_e_above_hull``;
         * with domains: ``pct_in_domain``, ``pct_in_domain_<name>``; with domains and
           ``formation_energy``: ``pct_plausible`` = oxide rule AND predicted E_f <=
-          ``formation_energy_max`` AND inside every domain given.
+          ``formation_energy_max`` AND inside every domain given; with ``reference`` too
+          ``pct_new_plausible`` (:func:`pct_new`: distinct novel plausible designs per 100
+          asked, the yield a chemist keeps; a known compound or a repeat adds nothing).
 
         Empty input gives ``n = 0`` and NaN for every statistic.
 
@@ -338,7 +365,11 @@ def summarize_checks(
     else:
         result["elmd_mean"] = result["elmd_std"] = nan
     if reference is not None:
+        if not isinstance(reference, (set, frozenset)):
+            reference = set(composition_keys(list(reference)))
         result["pct_novel"] = pct_novel(counts, reference) if n else nan
+        if "plausible" in checks:
+            result["pct_new_plausible"] = pct_new(counts, checks["plausible"], reference) if n else nan
     for name in predictor_names:
         values = checks[name]
         result[f"{name}_mean"] = float(values.mean()) if n else nan
