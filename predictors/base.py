@@ -153,7 +153,8 @@ class Predictor:
         for i, (w, b) in enumerate(layers):
             h = h @ w + b
             if i < len(layers) - 1:
-                h = h / (1.0 + np.exp(-h))  # SiLU
+                with np.errstate(over="ignore"):  # exp(-h) = inf for h < -88 (float32) gives SiLU's exact -0
+                    h = h / (1.0 + np.exp(-h))  # SiLU
         return (h[..., 0] * y_std + y_mean).astype(np.float64)
 
     @property
