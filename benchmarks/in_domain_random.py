@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         keep = base & inside[p]
         v = values[p]
         populations[p] = {"all": (float(v.mean()), float(v.std()), len(v)),
-                          "plausible": (float(v[keep].mean()), float(v[keep].std()), int(keep.sum()))}
+                          "plausible": (float(v[keep].mean()) if keep.any() else float("nan"),
+                                        float(v[keep].std()) if keep.any() else float("nan"), int(keep.sum()))}
     with args.table1.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     lines = ["# Property shift against random plausible compositions", "",

@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -43,3 +45,30 @@ def test_rare_states_are_judged_by_icsd_statistics() -> None:
     assert module.rare_state("La2O3") is None and module.rare_state("BaTiO3") is None
     assert module.rare_state("LaO") == "La+2"  # La+2: ~2 % of La's charged ICSD sites
     assert module.rare_state("Fe3O4") is None  # mixed valence is not judged rare
+
+
+def test_in_domain_random_reports_both_yardsticks(tmp_path) -> None:
+    table = tmp_path / "table1.csv"
+    table.write_text("task,method,sintering_temperature_mean,bulk_modulus_mean\n"
+                     "sintering_bulk_250,ours,1000,5.0\nsintering_bulk_250,random,1035,4.3\n")
+    module = _module("in_domain_random")
+    out = tmp_path / "yardstick.md"
+    assert module.main(["--n", "3000", "--seed", "0", "--table1", str(table), "--out", str(out)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert {(r["task"], r["property"]) for r in record["rows"]} == {
+        ("sintering_bulk_250", "sintering_temperature"), ("sintering_bulk_250", "bulk_modulus")}
+    pop = record["populations"]["bulk_modulus"]
+    assert pop["all"][2] == 3000 and 0 < pop["plausible"][2] < 3000  # a subset of the draw
+    row = next(r for r in record["rows"] if r["property"] == "bulk_modulus")
+    assert row["shift_all"] == pytest.approx((5.0 - pop["all"][0]) / pop["all"][1])
+    assert "shift vs random plausible" in out.read_text()
+
+
+def test_generation_tradeoff_needs_finished_runs(tmp_path, capsys) -> None:
+    module = _module("generation_tradeoff")
+    with pytest.raises(SystemExit):
+        module.main(["--runs", str(tmp_path), "--tasks", "bulk_modulus", "--seeds", "0"])
+    assert "no finished constrained_dqn_graded runs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        module.main(["--runs", str(tmp_path), "--method", "maskable_ppo"])
+    assert "choose a DQN method" in capsys.readouterr().err
