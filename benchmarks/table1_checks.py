@@ -29,6 +29,24 @@ HEADER = ("% CN (ours)", "% EN (ours)", "% CN (paper's rule)", "% EN (paper's ru
           "% E_f ≤ −0.5", "median E_hull", "% in domain", "% plausible", "% unique", "% novel")
 
 
+ANION_FORMERS = ("O", "F", "Cl", "Br", "I", "S", "Se", "Te", "N")
+
+
+def oxygen_share(formula: str) -> float:
+    """Oxygen atoms among the atoms of :data:`ANION_FORMERS` (1.0 for a plain oxide, 1/17 for Pr2Lu4OF16).
+
+    Example:
+        >>> round(oxygen_share("LaOF"), 2), oxygen_share("MgAl2O4")
+        (0.5, 1.0)
+    """
+    from oxide_env.chemistry.composition import formula_to_counts
+    from oxide_env.chemistry.elements import ELEMENTS
+
+    counts = formula_to_counts(formula)
+    anions = sum(float(counts[ELEMENTS.index(e)]) for e in ANION_FORMERS if e in ELEMENTS)
+    return float(counts[ELEMENTS.index("O")]) / anions if anions else 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=Path(__file__).parent / "results",
@@ -129,15 +147,16 @@ def main(argv: list[str] | None = None) -> int:
             if len(shown) >= args.best:
                 break
         if shown:
-            lines += ["", "Best plausible novel designs (task reward):", "",
+            lines += ["", "Best plausible novel designs (task reward; *O share*: oxygen atoms among the atoms of "
+                      f"the anion formers {', '.join(ANION_FORMERS)}: an oxide has most of them):", "",
                       "| design (as generated) | method | " + " | ".join(task.properties) +
-                      " | E_f (eV/atom) | E above hull | oxide rule | icsd24 | in domain |", "|---|---|" +
-                      "---|" * (len(task.properties) + 5)]
+                      " | E_f (eV/atom) | E above hull | oxide rule | icsd24 | in domain | O share |", "|---|---|" +
+                      "---|" * (len(task.properties) + 6)]
             for d in shown:
                 props = " | ".join(f"{d[p]:.3g}" for p in task.properties)
                 lines.append(f"| {d['generated']} | {d['method']} | {props} | {d['formation_energy']:.2f} | "
                              f"{d['e_above_hull']:.2f} | {bool(d['oxide_rule'])} | {bool(d['icsd24'])} | "
-                             f"{bool(d['in_domain'])} |")
+                             f"{bool(d['in_domain'])} | {oxygen_share(d['generated']):.0%} |")
         lines.append("")
     text = "\n".join(lines)
     atomic_write_text(args.out / "table1_checks.md", text)
