@@ -266,3 +266,16 @@ def test_paper_rule_reproduces_the_authors_figures() -> None:
         assert math.isclose(en, 100 * metrics["electronegativity_balanced_trained"], abs_tol=0.1 + 1e-9), name
         checked += 1
     assert checked >= 20
+
+
+def test_shipped_frequent_states_equal_pymatgens_icsd_statistics() -> None:
+    """The oxide rule's frequent states ship as JSON (read in ~1 ms; pymatgen's statistics take ~1.2 s
+    to import); they must equal what pymatgen's ICSD bond-valence statistics give today."""
+    from oxide_env.chemistry.validity import RARE_STATE_SHARE, frequent_states, frequent_states_from_pymatgen
+
+    reference = frequent_states_from_pymatgen(RARE_STATE_SHARE)
+    shipped = frequent_states()
+    assert len(shipped) == N_ELEMENTS
+    for symbol, states in zip(ELEMENTS, shipped):
+        assert (None if states is None else sorted(states)) == reference[symbol], symbol
+    assert shipped[ELEMENTS.index("La")] == frozenset({3}) and shipped[ELEMENTS.index("Os")] is None

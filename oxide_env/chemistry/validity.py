@@ -323,15 +323,17 @@ RARE_STATE_SHARE = 0.03
 in pymatgen's ICSD bond-valence statistics (``pymatgen.analysis.bond_valence.ICSD_BV_DATA``)."""
 
 
-@functools.lru_cache(maxsize=1)
-def frequent_states() -> tuple[frozenset[int] | None, ...]:
-    """Per element of ``ELEMENTS``: the states held by at least :data:`RARE_STATE_SHARE` of the
-    element's charged sites in pymatgen's ICSD bond-valence statistics; ``None`` for an element
-    without statistics (Os, Pt, Au, Pu, Am: not judged). Loaded on first use (~0.5 s).
+FREQUENT_STATES_FILE = "data/frequent_states.json"
+"""The shipped result of :func:`frequent_states_from_pymatgen` (``oxide_env/data``): reading it takes
+~1 ms, importing pymatgen's bond-valence statistics ~1.2 s (it parses YAML)."""
 
-    Example:
-        >>> 2 in frequent_states()[ELEMENTS.index("La")], 3 in frequent_states()[ELEMENTS.index("La")]
-        (False, True)
+
+def frequent_states_from_pymatgen(share: float = RARE_STATE_SHARE) -> dict[str, list[int] | None]:
+    """``{symbol: sorted states}`` held by at least ``share`` of each element's charged sites in
+    pymatgen's ICSD bond-valence statistics (``None``: no statistics). The reference the shipped
+    :data:`FREQUENT_STATES_FILE` is tested against; regenerate it with
+    ``python -c "import json; from oxide_env.chemistry.validity import frequent_states_from_pymatgen as f;
+    print(json.dumps(f()))" > oxide_env/data/frequent_states.json``.
     """
     from pymatgen.analysis.bond_valence import ICSD_BV_DATA
 
@@ -341,11 +343,33 @@ def frequent_states() -> tuple[frozenset[int] | None, ...]:
         if species.oxi_state:
             totals[species.symbol] = totals.get(species.symbol, 0) + d["n_data_pts"]
             sites[species.symbol, float(species.oxi_state)] = d["n_data_pts"]
-    return tuple(
-        frozenset(int(v) for (el, v), n in sites.items()
-                  if el == symbol and v.is_integer() and n >= RARE_STATE_SHARE * totals[symbol])
-        if symbol in totals else None
-        for symbol in ELEMENTS)
+    return {symbol: sorted(int(v) for (el, v), n in sites.items()
+                           if el == symbol and v.is_integer() and n >= share * totals[symbol])
+            if symbol in totals else None
+            for symbol in ELEMENTS}
+
+
+@functools.lru_cache(maxsize=1)
+def frequent_states() -> tuple[frozenset[int] | None, ...]:
+    """Per element of ``ELEMENTS``: the states held by at least :data:`RARE_STATE_SHARE` of the
+    element's charged sites in pymatgen's ICSD bond-valence statistics; ``None`` for an element
+    without statistics (Os, Pt, Au, Pu, Am: not judged). Read from :data:`FREQUENT_STATES_FILE`
+    (equal to :func:`frequent_states_from_pymatgen`, tested).
+
+    Example:
+        >>> 2 in frequent_states()[ELEMENTS.index("La")], 3 in frequent_states()[ELEMENTS.index("La")]
+        (False, True)
+    """
+    import json
+    from importlib import resources
+
+    with resources.files("oxide_env").joinpath(FREQUENT_STATES_FILE).open() as fh:
+        table = json.load(fh)
+    missing = [symbol for symbol in ELEMENTS if symbol not in table]
+    if missing:
+        raise RuntimeError(f"{FREQUENT_STATES_FILE} lacks {missing}: regenerate it (see "
+                           "frequent_states_from_pymatgen).")
+    return tuple(None if table[symbol] is None else frozenset(table[symbol]) for symbol in ELEMENTS)
 
 
 def oxide_states(states: Sequence[Sequence[int]], *, common_only: bool = True) -> tuple[tuple[int, ...], ...]:
