@@ -9,7 +9,7 @@ models with an empty reward memo. Every timed row starts from empty validity / m
 one episode each, sharing one reward model).
 
 Usage:
-    python benchmarks/env_throughput.py [--envs 100] [--steps 1000] [--seed 0] [--threads 1]
+    python benchmarks/env_throughput.py [--envs 100] [--steps 1000] [--seed 0] [--threads 2]
 
 Writes ``benchmarks/results/env_throughput.md`` and ``.csv``.
 """
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--envs", type=int, default=100, help="copies per vector env (default 100)")
     parser.add_argument("--steps", type=int, default=1000, help="vector steps per measurement (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (default 2, this machine's cores; the predictors use them)")
     parser.add_argument("--out", default=str(RESULTS / "env_throughput.md"))
     args = parser.parse_args(argv)
 
