@@ -136,6 +136,11 @@ def pct_unique(compositions: Sequence[str] | np.ndarray) -> float:
     return 100.0 * len(set(keys)) / len(keys) if keys else math.nan
 
 
+def _reference_keys(reference: Iterable[str] | set) -> set | frozenset:
+    """``reference`` as a set of :func:`composition_keys` (a set is taken to be one already)."""
+    return reference if isinstance(reference, (set, frozenset)) else set(composition_keys(list(reference)))
+
+
 def pct_novel(compositions: Sequence[str] | np.ndarray, reference: Iterable[str] | set) -> float:
     """Percentage of compositions whose reduced formula is not in ``reference``.
 
@@ -150,8 +155,7 @@ def pct_novel(compositions: Sequence[str] | np.ndarray, reference: Iterable[str]
     keys = composition_keys(compositions)
     if not keys:
         return math.nan
-    if not isinstance(reference, (set, frozenset)):
-        reference = set(composition_keys(list(reference)))
+    reference = _reference_keys(reference)
     return 100.0 * sum(k not in reference for k in keys) / len(keys)
 
 
@@ -173,8 +177,7 @@ def pct_new(compositions: Sequence[str] | np.ndarray, keep: Sequence[bool] | np.
         raise ValueError(f"Invalid keep of shape {keep.shape}: expected one flag per design ({len(keys)},).")
     if not keys:
         return math.nan
-    if not isinstance(reference, (set, frozenset)):
-        reference = set(composition_keys(list(reference)))
+    reference = _reference_keys(reference)
     new = {k for k, ok in zip(keys, keep) if ok and k not in reference}
     return 100.0 * len(new) / len(keys)
 
@@ -365,8 +368,7 @@ def summarize_checks(
     else:
         result["elmd_mean"] = result["elmd_std"] = nan
     if reference is not None:
-        if not isinstance(reference, (set, frozenset)):
-            reference = set(composition_keys(list(reference)))
+        reference = _reference_keys(reference)  # converted once for both metrics
         result["pct_novel"] = pct_novel(counts, reference) if n else nan
         if "plausible" in checks:
             result["pct_new_plausible"] = pct_new(counts, checks["plausible"], reference) if n else nan
