@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from agents.runs import TASKS_BY_KEY
     from oxide_env.chemistry.baseline import random_oxide_counts
     from oxide_env.chemistry.features import featurize
     from oxide_env.chemistry.metrics import PLAUSIBLE_FORMATION_ENERGY
@@ -86,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r["method"] == "random":
             continue
-        props = [p for p in PROPERTIES if p in r["task"] or (r["task"].startswith("sintering_bulk")
-                                                              and p in ("sintering_temperature", "bulk_modulus"))]
-        for p in props:
+        for p in TASKS_BY_KEY[r["task"]].properties:
             mean = float(r[f"{p}_mean"])
             (m0, s0, _), (m1, s1, _) = populations[p]["all"], populations[p]["plausible"]
             item = {"task": r["task"], "method": r["method"], "property": p, "mean": mean,
