@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import shutil
@@ -72,3 +73,14 @@ def test_generation_tradeoff_needs_finished_runs(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
         module.main(["--runs", str(tmp_path), "--method", "maskable_ppo"])
     assert "choose a DQN method" in capsys.readouterr().err
+
+
+def test_hull_speed_agrees_with_the_linear_programme_and_pymatgen(tmp_path) -> None:
+    module = _module("hull_speed")
+    out = tmp_path / "hull_speed.md"
+    assert module.main(["--states", "30", "--reference-states", "10", "--out", str(out)]) == 0
+    with out.with_suffix(".csv").open() as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"planes (cold)", "planes (warm)", "linear programme", "pymatgen PhaseDiagram"}
+    assert all(float(r["max_abs_diff_vs_planes"]) < 1e-9 for r in rows.values())
+    assert "270 compositions" in out.read_text()

@@ -88,28 +88,65 @@ def test_domain_score_is_the_exact_nearest_neighbour_distance() -> None:
     assert ((domain.score_features(features) <= domain.threshold) == (exact <= domain.threshold)).all()
 
 
-def test_facet_answers_equal_the_linear_programme(known) -> None:
-    """Compositions inside a facet an earlier LP found are answered without an LP, with the LP's value."""
-    formulas, energies = known
-    rng = np.random.default_rng(1)
-    els = sorted(SYSTEM)
-    base = rng.integers(0, 7, size=(150, 4))
-    base[:, els.index("O")] = 0
-    queries = np.zeros((150 * 9, 80))
+def _oxygen_line_queries(n_states: int = 150) -> np.ndarray:
+    """What the last-step lookahead asks: the 9 oxygen completions of random Mg-Al-Ti states."""
     from oxide_env.chemistry.elements import ELEMENTS
 
-    cols = [ELEMENTS.index(e) for e in els]
-    queries[:, cols] = np.repeat(base, 9, axis=0)
-    queries[:, ELEMENTS.index("O")] = np.tile(np.arange(1, 10), 150)  # the 9 oxygen completions of a state
-    cached = FormationHull(formulas, energies)
-    plain = FormationHull(formulas, energies)
-    plain._add_facet = lambda *args, **kwargs: None  # every composition through the LP
-    got, want = cached.hull_energy(queries), plain.hull_energy(queries)
+    rng = np.random.default_rng(1)
+    els = sorted(SYSTEM)
+    base = rng.integers(0, 7, size=(n_states, 4))
+    base[:, els.index("O")] = 0
+    queries = np.zeros((n_states * 9, 80))
+    queries[:, [ELEMENTS.index(e) for e in els]] = np.repeat(base, 9, axis=0)
+    queries[:, ELEMENTS.index("O")] = np.tile(np.arange(1, 10), n_states)
+    return queries
+
+
+def test_hull_planes_equal_the_linear_programme(known) -> None:
+    """The largest lower-hull plane is the LP's lowest-energy mixture (duality), composition by composition."""
+    formulas, energies = known
+    queries = _oxygen_line_queries()
+    hull = FormationHull(formulas, energies)
+    got = hull.hull_energy(queries)
+    assert hull.n_linear_programs == 0 and 0 < hull.n_hulls <= 15  # one Qhull per chemical system
+    present = queries > 0
+    want = [hull._linear_program(frozenset(np.flatnonzero(p).tolist()), q[p] / q[p].sum())
+            for p, q in zip(present, queries)]
     np.testing.assert_allclose(got, want, atol=1e-9)
-    assert cached.n_linear_programs < 0.6 * plain.n_linear_programs  # most answers came from facets (measured: 1/3)
+    assert (got <= 0).all() and (got < 0).mean() > 0.9
+    again = hull.hull_energy(queries[::-1])  # remembered planes, any order
+    np.testing.assert_array_equal(again, got[::-1])
 
 
-def test_pickled_hull_drops_its_memos_and_answers_the_same(known) -> None:
+def test_linear_programme_where_qhull_fails(known, monkeypatch) -> None:
+    from scipy import spatial
+
+    formulas, energies = known
+    queries = _oxygen_line_queries(20)
+    want = FormationHull(formulas, energies).hull_energy(queries)
+
+    def failing(*args, **kwargs):
+        raise spatial.QhullError("QH6154 initial simplex is flat")
+
+    monkeypatch.setattr(spatial, "ConvexHull", failing)
+    hull = FormationHull(formulas, energies)
+    np.testing.assert_allclose(hull.hull_energy(queries), want, atol=1e-9)
+    assert hull.n_hulls == 0 and hull.n_linear_programs == len(queries)
+
+
+def test_systems_without_compounds_below_zero_and_the_bounded_cache(monkeypatch) -> None:
+    from oxide_env.chemistry import hull as module
+
+    hull = FormationHull(["MgO", "AlTi", "CaO"], [-3.0, 0.2, -3.1])
+    np.testing.assert_allclose(hull.hull_energy(["AlTi", "Al3Ti", "Mg", "MgO2", "CaMgO2"]),
+                               [0.0, 0.0, 0.0, -2.0, -3.05], atol=1e-12)
+    assert np.isnan(hull.hull_energy([np.zeros(80)])[0]) and hull.hull_energy([]).shape == (0,)
+    monkeypatch.setattr(module, "_SYSTEMS_REMEMBERED", 2)
+    hull.hull_energy(["MgO", "CaO", "CaMgO2", "AlTiO"])
+    assert len(hull._planes) == 2
+
+
+def test_pickled_hull_drops_its_cache_and_answers_the_same(known) -> None:
     import pickle
 
     formulas, energies = known
@@ -117,5 +154,5 @@ def test_pickled_hull_drops_its_memos_and_answers_the_same(known) -> None:
     queries = ["MgAl2O4", "Mg2TiO4", "Al2TiO5", "MgAl4O7"]
     want = hull.hull_energy(queries)
     copy = pickle.loads(pickle.dumps(hull))
-    assert copy._memo == {} and copy._facets == {}
+    assert hull._planes and not copy._planes
     np.testing.assert_allclose(copy.hull_energy(queries), want, atol=1e-12)

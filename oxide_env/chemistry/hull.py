@@ -6,9 +6,17 @@ holds known compounds (composition, formation energy per atom; elements at 0 eV/
 answers, for any composition, the hull energy at that composition and the distance of a
 given energy above it: the lowest-energy mixture of the known compounds of its chemical
 system (every known compound whose elements are a subset of the query's, plus the pure
-elements) with the same atomic fractions, a small linear programme — the same number as
-pymatgen's :class:`~pymatgen.analysis.phase_diagram.PhaseDiagram` gives (the tests compare
-them), about 10x faster because no hull is built.
+elements) with the same atomic fractions — the same number as pymatgen's
+:class:`~pymatgen.analysis.phase_diagram.PhaseDiagram` gives (the tests compare them).
+
+How: the lower hull of a chemical system is a convex piecewise-linear function of the atomic
+fractions ``x``, so it is the largest of its facets' planes, ``max_f mu_f . x`` (``mu_f``: the
+facet's chemical potentials; by LP duality the same number as the lowest-energy mixture).
+The planes of a system come from one Qhull call (:class:`scipy.spatial.ConvexHull`) over the
+elements and the known compounds below zero, and are remembered per system; every query of
+that system is then a matrix product. About 8x faster than a linear programme per
+composition (``python benchmarks/hull_speed.py``), which remains the fallback where Qhull
+fails.
 
 The known compounds the project uses are the predictors' formation-energy training data
 (lowest energy per composition: :func:`predictors.data.known_hull`).
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,16 +45,15 @@ from oxide_env.chemistry.metrics import composition_keys
 __all__ = ["FormationHull"]
 
 _MAX_SUBSET_ELEMENTS = 12
-_MAX_FACETS = 256
-"""Hull facets remembered per chemical system (each lets later compositions skip the LP)."""
-_TIGHT = 1e-9
-"""A compound is on a facet when its energy is within this (times 1 + |E|) of the facet's plane."""
-_INSIDE = 1e-12
-"""A composition is inside a facet when no vertex weight is below -_INSIDE."""
-_MEMO_SIZE = 200_000
-"""Hull energies remembered per composition (a linear programme each; ~2 ms)."""
 """Up to this many elements the known compounds of a system are found by enumerating its
 subsystems (2**k dictionary lookups); above it, by one vectorized scan."""
+_BELOW_ZERO = 1e-9
+"""Compounds with a formation energy above -this cannot lower a hull that the elements put at 0."""
+_LOWER = 1e-6
+"""A Qhull facet is part of the lower hull when its unit normal's energy component is below -this
+(vertical facets, at the simplex's boundary, have ~0; real lower facets at least ~1e-2)."""
+_SYSTEMS_REMEMBERED = 4096
+"""Chemical systems whose hull planes are kept (least recently used dropped first; ~10 kB each)."""
 
 
 class FormationHull:
@@ -85,17 +93,16 @@ class FormationHull:
         self._by_system: dict[frozenset[int], list[int]] = {}
         for r, row in enumerate(self._present):
             self._by_system.setdefault(frozenset(np.flatnonzero(row).tolist()), []).append(r)
-        self._systems: dict[frozenset[int], tuple[np.ndarray, np.ndarray, list[int]]] = {}
-        self._memo: dict[tuple, float] = {}
-        self._facets: dict[frozenset[int], list[tuple[np.ndarray, np.ndarray]]] = {}
-        self._facet_stacks: dict[frozenset[int], tuple[np.ndarray, np.ndarray]] = {}
+        self._planes: OrderedDict[frozenset[int], tuple[list[int], np.ndarray]] = OrderedDict()
+        self.n_hulls = 0
+        """Qhull calls so far (one per chemical system not remembered)."""
         self.n_linear_programs = 0
-        """Linear programmes solved so far (the rest were memo or facet hits)."""
+        """Linear programmes solved so far (only where Qhull failed)."""
 
     def __getstate__(self) -> dict:
-        # the memos are not state: a pickled hull (an env sent to a subprocess) carries only the compounds
+        # the planes are a cache, not state: a pickled hull (an env sent to a subprocess) carries only the compounds
         state = self.__dict__.copy()
-        state.update(_memo={}, _systems={}, _facets={}, _facet_stacks={})
+        state["_planes"] = OrderedDict()
         return state
 
     def __len__(self) -> int:
@@ -115,96 +122,88 @@ class FormationHull:
         return np.flatnonzero(~self._present[:, outside].any(axis=1)).tolist()
 
     def _system(self, system: frozenset[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """The known compounds of a system as (fractions over its elements, energies, elements)."""
-        cached = self._systems.get(system)
-        if cached is None:
-            members = sorted(system)
-            rows = self._known_in(system)
-            fractions = np.vstack([np.eye(len(members)), self._fractions[np.ix_(rows, members)]]) if rows \
-                else np.eye(len(members))
-            energies = np.concatenate([np.zeros(len(members)), self._energies[rows]])
-            cached = self._systems[system] = (fractions, energies, members)
-        return cached
+        """The known compounds of a system as (fractions over its elements, energies, elements); elements first."""
+        members = sorted(system)
+        rows = self._known_in(system)
+        fractions = np.vstack([np.eye(len(members)), self._fractions[np.ix_(rows, members)]]) if rows \
+            else np.eye(len(members))
+        energies = np.concatenate([np.zeros(len(members)), self._energies[rows]])
+        return fractions, energies, members
 
-    def _add_facet(self, system: frozenset[int], fractions: np.ndarray, energies: np.ndarray,
-                   potentials: np.ndarray) -> None:
-        """Remember the hull facet an LP found: its chemical potentials ``mu`` (the LP's dual) and
-        the inverse of the matrix of its vertices, if it is a simplex (exactly k tight compounds)."""
-        facets = self._facets.setdefault(system, [])
-        if len(facets) >= _MAX_FACETS or potentials.shape != (fractions.shape[1],):
-            return
-        slack = energies - fractions @ potentials  # >= 0 for every compound: mu is dual feasible
-        scale = 1.0 + np.abs(energies)
-        if (slack < -_TIGHT * scale).any():
-            return
-        tight = np.flatnonzero(slack <= _TIGHT * scale)
-        if len(tight) != fractions.shape[1]:
-            return  # a degenerate face (more or fewer tight compounds than elements): not cached
-        vertices = fractions[tight].T  # (k, k): column v = fractions of tight compound v
-        if np.linalg.cond(vertices) > 1e8:
-            return
-        facets.append((potentials.copy(), np.linalg.inv(vertices)))
-        self._facet_stacks.pop(system, None)
+    def _system_planes(self, system: frozenset[int]) -> tuple[list[int], np.ndarray]:
+        """The system's elements and its lower hull's planes ``mu`` ``(facets, k)``: hull(x) = max(mu @ x).
 
-    def _on_known_facet(self, system: frozenset[int], target: np.ndarray) -> float | None:
-        """The hull energy at ``target`` if it lies in a remembered facet of ``system``, else None.
-
-        A facet is a simplex of k known compounds (or elements) whose energies all lie on the
-        plane ``mu . x``, with every known compound of the system on or above it (``mu`` is dual
-        feasible). If ``target`` is a non-negative mixture of the k vertices, that mixture is
-        optimal (complementary slackness), so the hull energy is ``mu . target``: the LP's
-        answer without the LP.
+        ``None`` planes where Qhull failed (the caller solves linear programmes instead).
         """
-        facets = self._facets.get(system)
-        if not facets:
-            return None
-        stack = self._facet_stacks.get(system)
-        if stack is None:
-            stack = self._facet_stacks[system] = (np.stack([f[0] for f in facets]), np.stack([f[1] for f in facets]))
-        potentials, inverses = stack
-        weights = inverses @ target  # (facets, k): the mixture of each facet's vertices that gives target
-        inside = np.flatnonzero((weights >= -_INSIDE).all(axis=1))
-        if inside.size == 0:
-            return None
-        return float(potentials[inside[0]] @ target)
+        cached = self._planes.get(system)
+        if cached is not None:
+            self._planes.move_to_end(system)
+            return cached
+        fractions, energies, members = self._system(system)
+        k = len(members)
+        below = energies < -_BELOW_ZERO
+        if not below.any():
+            planes: np.ndarray | None = np.zeros((1, k))  # nothing below the elements' plane at 0
+        else:
+            from scipy.spatial import ConvexHull, QhullError
+
+            keep = below.copy()
+            keep[:k] = True  # the elements
+            points = np.column_stack([fractions[keep, : k - 1], energies[keep]])  # x_k = 1 - the others
+            try:
+                equations = ConvexHull(points, qhull_options="Qt").equations  # n . (x', E) + d = 0, unit n
+                self.n_hulls += 1
+            except (QhullError, ValueError):
+                planes = None
+            else:
+                lower = equations[equations[:, k - 1] < -_LOWER]
+                slope = -lower[:, : k - 1] / lower[:, k - 1 : k]  # E = slope . x' + offset on the facet
+                offset = -lower[:, k] / lower[:, k - 1]
+                planes = np.column_stack([slope + offset[:, None], offset])  # mu . x with sum(x) = 1
+        while len(self._planes) >= _SYSTEMS_REMEMBERED:
+            self._planes.popitem(last=False)
+        self._planes[system] = (members, planes)
+        return members, planes
+
+    def _linear_program(self, system: frozenset[int], target: np.ndarray) -> float:
+        """The hull energy at ``target`` (fractions over the system's sorted elements) by a linear programme."""
+        from scipy.optimize import linprog
+
+        fractions, energies, _ = self._system(system)
+        res = linprog(energies, A_eq=fractions.T, b_eq=target, bounds=(0, None), method="highs")
+        self.n_linear_programs += 1
+        return float(res.fun) if res.status == 0 else math.nan
 
     def hull_energy(self, compositions: Sequence[str] | np.ndarray) -> np.ndarray:
         """Formation energy of the hull at each composition (eV/atom; 0 for an element).
 
         The lowest energy of any mixture of known compounds (and elements) with the composition's
-        atomic fractions: a small linear programme per composition (scipy's HiGHS), equal to
-        pymatgen's ``PhaseDiagram.get_hull_energy_per_atom`` (tested to 1e-9). A composition
-        inside a facet an earlier LP of its system found is answered from that facet without an
-        LP (:attr:`n_linear_programs` counts the LPs). The empty composition gives NaN.
+        atomic fractions, equal to pymatgen's ``PhaseDiagram.get_hull_energy_per_atom`` (tested
+        to 1e-9): the largest of the system's lower-hull planes at the composition (one Qhull
+        call per chemical system, :attr:`n_hulls`; a linear programme per composition where
+        Qhull fails, :attr:`n_linear_programs`). The empty composition gives NaN.
         """
-        from scipy.optimize import linprog
-
         amounts = as_amount_matrix(compositions)
         out = np.full(len(amounts), math.nan)
-        for r, row in enumerate(amounts):
-            nz = np.flatnonzero(row)
-            if len(nz) == 0:
-                continue
-            if len(nz) == 1:
-                out[r] = 0.0
-                continue
-            system = frozenset(nz.tolist())
-            fractions, energies, members = self._system(system)
-            target = row[members] / row[members].sum()
-            key = (tuple(members), target.tobytes())
-            value = self._memo.get(key)
-            if value is None:
-                value = self._on_known_facet(system, target)
-            if value is None:
-                res = linprog(energies, A_eq=fractions.T, b_eq=target, bounds=(0, None), method="highs")
-                value = float(res.fun) if res.status == 0 else math.nan
-                if res.status == 0:
-                    self._add_facet(system, fractions, energies, np.asarray(res.eqlin.marginals, dtype=np.float64))
-                self.n_linear_programs += 1
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            self._memo[key] = value
-            out[r] = value
+        present = amounts > 0
+        n_present = present.sum(axis=1)
+        out[n_present == 1] = 0.0
+        rows = np.flatnonzero(n_present > 1)
+        if not len(rows):
+            return out
+        _, group = np.unique(np.packbits(present[rows], axis=1), axis=0, return_inverse=True)
+        group = group.reshape(-1)
+        order = np.argsort(group, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
+        for block in np.split(rows[order], starts[1:]):
+            system = frozenset(np.flatnonzero(present[block[0]]).tolist())
+            members, planes = self._system_planes(system)
+            targets = amounts[np.ix_(block, members)]
+            targets = targets / targets.sum(axis=1, keepdims=True)
+            if planes is not None:
+                out[block] = (targets @ planes.T).max(axis=1)
+            else:
+                out[block] = [self._linear_program(system, t) for t in targets]
         return out
 
     def e_above_hull(
