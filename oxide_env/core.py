@@ -206,11 +206,12 @@ class EpisodeBatch:
         exact_masks: ``None`` or one of :data:`EXACT_MASKS`.
         constraint_lookahead: at the last step (oxygen 1-9), allow only the oxygen counts whose
             final composition meets the reward model's design constraints
-            (``reward_model.evaluate(...).flags["constraints_satisfied"]``, e.g. the oxide rule,
-            a predicted-property bound, the applicability domain). Exact: it asks the reward model
-            itself about the <= 9 completions of each state (one batched, memoised call, so the
-            chosen design's terminal reward is then a memo hit). If no count meets them, the
-            mask is left as it was and ``fallback`` is set. Needs a reward model with constraints.
+            (``reward_model.constraints_met(...)``, else ``reward_model.evaluate(...).flags[
+            "constraints_satisfied"]``; e.g. the oxide rule, a predicted-property bound, the
+            applicability domain). Exact: it asks the reward model itself about the <= 9
+            completions of each state (one batched, memoised call that checks only the
+            constraints). If no count meets them, the mask is left as it was and ``fallback`` is
+            set. Needs a reward model with constraints.
         constraint_oracles: ``oracle(obs (150,), actions (800,)) -> p``; actions with ``p <
             oracle_threshold`` are masked.
         invalid_action_reward: reward of a hard-rule violation (default: ``worst_reward()``).
@@ -335,7 +336,12 @@ class EpisodeBatch:
         m = len(counts)
         finals = np.repeat(np.asarray(counts, dtype=np.int64), len(_LAST_ACTIONS), axis=0)
         finals[:, OXYGEN_INDEX] += np.tile(np.arange(1, N_COUNTS), m)
-        meets = self.reward_model.evaluate(finals).flags["constraints_satisfied"].reshape(m, len(_LAST_ACTIONS))
+        model = self.reward_model
+        if hasattr(model, "constraints_met"):  # the flag alone, without rewards or other predictions
+            meets = np.asarray(model.constraints_met(finals), dtype=bool)
+        else:
+            meets = model.evaluate(finals).flags["constraints_satisfied"]
+        meets = meets.reshape(m, len(_LAST_ACTIONS))
         out = np.zeros((m, N_ACTIONS), dtype=bool)
         out[:, _LAST_ACTIONS] = meets
         return out

@@ -162,6 +162,43 @@ def test_lookahead_masks_exactly_the_last_steps_that_break_a_constraint() -> Non
     assert result.terminal.flags["constraints_satisfied"][~fell_back].all()
 
 
+@pytest.mark.parametrize("task, spec", [
+    ("bulk_modulus", {"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": True, "novel": True,
+                      "e_above_hull": ("<=", 0.1)}),
+    ("sintering_temperature", {"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": True,
+                               "novel": "strict", "e_above_hull": ("<=", 0.1), "shaping": 0.1}),
+    ("shear_modulus", {"shear_modulus": (">=", 4.0), "in_domain": ["bulk_modulus"]}),
+])
+def test_constraints_met_is_the_constraints_satisfied_flag(task, spec) -> None:
+    """The lookahead's cheap check gives evaluate()'s flag on oxygen lines of random and known oxides."""
+    from oxide_env.chemistry.baseline import random_oxide_counts
+    from predictors.data import load_table
+
+    states = np.vstack([random_oxide_counts(300, seed=4),
+                        formulas_to_counts(load_table("bulk_modulus").formula.tolist()[:100])])
+    states[:, E.index("O")] = 0
+    finals = np.repeat(states, 9, axis=0)
+    finals[:, E.index("O")] = np.tile(np.arange(1, 10), len(states))
+    cheap = reward_model(task, constraints=spec)
+    met = cheap.constraints_met(finals)
+    want = reward_model(task, constraints=spec).evaluate(finals).flags["constraints_satisfied"]
+    assert met.tolist() == want.tolist() and 0 < met.sum() < len(met)
+    assert not cheap._cache and len(cheap._met_cache) == len(np.unique(finals, axis=0))  # no reward was computed
+    assert cheap.constraints_met(finals[::-1]).tolist() == met[::-1].tolist()  # from the memo
+    cheap.evaluate(finals[:5])
+    assert cheap.constraints_met(finals[:5]).tolist() == want[:5].tolist()  # evaluate()'s memo answers too
+    state = cheap.cache_state()
+    other = reward_model(task, constraints=spec)
+    other.restore_cache(state)
+    assert other._met_cache == cheap._met_cache and list(other._cache) == list(cheap._cache)
+
+
+def test_constraints_met_without_constraints_is_all_true() -> None:
+    model = reward_model("bulk_modulus")
+    assert model.constraints_met(formulas_to_counts(["MgO", "Os8Re9O4"])).tolist() == [True, True]
+    assert "met" in model.cache_state() and len(model.cache_state()["met"]) == 0
+
+
 def test_lookahead_needs_constraints_and_generation_uses_it() -> None:
     from oxide_env.core import EpisodeBatch
 
