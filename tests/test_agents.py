@@ -511,3 +511,18 @@ def test_target_network_scores_with_its_current_weights_after_a_target_update():
     fresh.load_state_dict(model.q_net_target.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(model.q_net_target(obs), fresh(obs))
+
+
+def test_remembered_action_part_follows_every_weight_change():
+    from agents.policies import PairNet
+
+    net = PairNet()
+    with torch.no_grad():
+        first = net.action_part()
+        assert net.action_part() is first  # unchanged weights: the remembered value
+        net.hidden.weight.data[0, 200] += 1.0  # an in-place copy such as polyak_update's
+        second = net.action_part()
+        assert not torch.equal(first, second)
+        torch.testing.assert_close(second, net._action_part(), rtol=0, atol=0)
+    assert net.action_part().requires_grad  # with gradients: computed afresh, differentiable
+    assert "_action_memo" not in net.state_dict()
