@@ -84,3 +84,24 @@ def test_hull_speed_agrees_with_the_linear_programme_and_pymatgen(tmp_path) -> N
     assert set(rows) == {"planes (cold)", "planes (warm)", "linear programme", "pymatgen PhaseDiagram"}
     assert all(float(r["max_abs_diff_vs_planes"]) < 1e-9 for r in rows.values())
     assert "270 compositions" in out.read_text()
+
+
+def test_table1_timing_compares_run_times_and_designs(tmp_path) -> None:
+    module = _module("table1_timing")
+    reference = BENCHMARKS / "results"
+    runs = tmp_path / "rerun"
+    for method in ("constrained_dqn", "paper_dqn"):
+        rel = Path("table1_runs") / "bulk_modulus" / method / "seed0"
+        shutil.copytree(reference / rel, runs / rel, ignore=shutil.ignore_patterns("checkpoints", "tb", "*.zip"))
+    changed = runs / "table1_runs" / "bulk_modulus" / "paper_dqn" / "seed0" / "formulas.csv"
+    changed.write_text(changed.read_text().replace("\n", "\r\n", 1))
+    (runs / "table1.md").write_text("Sum over all 2 runs: this invocation took 1.5 min (finished runs are reused).")
+    out = tmp_path / "timing.md"
+    assert module.main(["--runs", str(runs), "--reference", str(reference), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "2 runs present in both" in text and "1.5 min" in text and "1.0x" in text
+    with out.with_suffix(".csv").open() as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert rows["constrained_dqn"]["identical_designs"] == "1" and rows["paper_dqn"]["identical_designs"] == "0"
+    with pytest.raises(SystemExit, match="No run of"):
+        module.main(["--runs", str(tmp_path / "empty"), "--reference", str(reference), "--out", str(out)])
