@@ -9,14 +9,14 @@ system (every known compound whose elements are a subset of the query's, plus th
 elements) with the same atomic fractions — the same number as pymatgen's
 :class:`~pymatgen.analysis.phase_diagram.PhaseDiagram` gives (the tests compare them).
 
-How: the lower hull of a chemical system is a convex piecewise-linear function of the atomic
-fractions ``x``, so it is the largest of its facets' planes, ``max_f mu_f . x`` (``mu_f``: the
-facet's chemical potentials; by LP duality the same number as the lowest-energy mixture).
-The planes of a system come from one Qhull call (:class:`scipy.spatial.ConvexHull`) over the
-elements and the known compounds below zero, and are remembered per system; every query of
-that system is then a matrix product. About 8x faster than a linear programme per
-composition (``python benchmarks/hull_speed.py``), which remains the fallback where Qhull
-fails.
+How: the hull energy at ``x`` is the linear programme ``min E . w`` over mixtures ``w >= 0`` of
+the system's compounds with ``F^T w = x`` (``F``: their atomic fractions). With ``k <= 5``
+elements and tens of compounds it is tiny, so it is solved by a compiled primal simplex
+(numba; Bland's rule, so it cannot cycle) that starts from the pure elements (always feasible)
+and recomputes the final mixture from its basis: 33 µs per composition on the lookahead's
+oxygen lines of random states, about 90x faster than scipy's HiGHS on the same programme and
+100x faster than pymatgen (``python benchmarks/hull_speed.py``). scipy's ``linprog`` remains
+the fallback for a programme the simplex does not finish.
 
 The known compounds the project uses are the predictors' formation-energy training data
 (lowest energy per composition: :func:`predictors.data.known_hull`).
@@ -38,6 +38,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+try:  # numba is a dependency; the kernel is compiled once and cached on disk
+    from numba import njit
+except ImportError:  # pragma: no cover
+    def njit(*args, **kwargs):
+        return (lambda f: f) if not (len(args) == 1 and callable(args[0])) else args[0]
+
 from oxide_env.chemistry.elements import N_ELEMENTS
 from oxide_env.chemistry.features import as_amount_matrix
 from oxide_env.chemistry.metrics import composition_keys
@@ -49,11 +55,12 @@ _MAX_SUBSET_ELEMENTS = 12
 subsystems (2**k dictionary lookups); above it, by one vectorized scan."""
 _BELOW_ZERO = 1e-9
 """Compounds with a formation energy above -this cannot lower a hull that the elements put at 0."""
-_LOWER = 1e-6
-"""A Qhull facet is part of the lower hull when its unit normal's energy component is below -this
-(vertical facets, at the simplex's boundary, have ~0; real lower facets at least ~1e-2)."""
 _SYSTEMS_REMEMBERED = 4096
-"""Chemical systems whose hull planes are kept (least recently used dropped first; ~10 kB each)."""
+"""Chemical systems whose compounds are kept ready (least recently used dropped first; ~3 kB each)."""
+_OPTIMAL = 1e-12
+"""The simplex stops when no compound's reduced cost is below -this (times 1 + |E|)."""
+_FEASIBLE = 1e-9
+"""A final mixture with a weight below -this is refused (the LP fallback answers instead)."""
 
 
 class FormationHull:
@@ -93,16 +100,16 @@ class FormationHull:
         self._by_system: dict[frozenset[int], list[int]] = {}
         for r, row in enumerate(self._present):
             self._by_system.setdefault(frozenset(np.flatnonzero(row).tolist()), []).append(r)
-        self._planes: OrderedDict[frozenset[int], tuple[list[int], np.ndarray]] = OrderedDict()
-        self.n_hulls = 0
-        """Qhull calls so far (one per chemical system not remembered)."""
+        self._ready: OrderedDict[frozenset[int], tuple[np.ndarray, np.ndarray, list[int]]] = OrderedDict()
+        self.n_systems = 0
+        """Chemical systems whose compounds were gathered so far (the rest were remembered)."""
         self.n_linear_programs = 0
-        """Linear programmes solved so far (only where Qhull failed)."""
+        """Programmes solved by scipy's ``linprog`` so far (only where the simplex did not finish)."""
 
     def __getstate__(self) -> dict:
-        # the planes are a cache, not state: a pickled hull (an env sent to a subprocess) carries only the compounds
+        # the ready systems are a cache, not state: a pickled hull (an env sent to a subprocess) carries the compounds
         state = self.__dict__.copy()
-        state["_planes"] = OrderedDict()
+        state["_ready"] = OrderedDict()
         return state
 
     def __len__(self) -> int:
@@ -130,40 +137,21 @@ class FormationHull:
         energies = np.concatenate([np.zeros(len(members)), self._energies[rows]])
         return fractions, energies, members
 
-    def _system_planes(self, system: frozenset[int]) -> tuple[list[int], np.ndarray]:
-        """The system's elements and its lower hull's planes ``mu`` ``(facets, k)``: hull(x) = max(mu @ x).
-
-        ``None`` planes where Qhull failed (the caller solves linear programmes instead).
-        """
-        cached = self._planes.get(system)
+    def _ready_system(self, system: frozenset[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """The system's elements and compounds below zero as (fractions, energies, elements), remembered."""
+        cached = self._ready.get(system)
         if cached is not None:
-            self._planes.move_to_end(system)
+            self._ready.move_to_end(system)
             return cached
         fractions, energies, members = self._system(system)
-        k = len(members)
-        below = energies < -_BELOW_ZERO
-        if not below.any():
-            planes: np.ndarray | None = np.zeros((1, k))  # nothing below the elements' plane at 0
-        else:
-            from scipy.spatial import ConvexHull, QhullError
-
-            keep = below.copy()
-            keep[:k] = True  # the elements
-            points = np.column_stack([fractions[keep, : k - 1], energies[keep]])  # x_k = 1 - the others
-            try:
-                equations = ConvexHull(points, qhull_options="Qt").equations  # n . (x', E) + d = 0, unit n
-                self.n_hulls += 1
-            except (QhullError, ValueError):
-                planes = None
-            else:
-                lower = equations[equations[:, k - 1] < -_LOWER]
-                slope = -lower[:, : k - 1] / lower[:, k - 1 : k]  # E = slope . x' + offset on the facet
-                offset = -lower[:, k] / lower[:, k - 1]
-                planes = np.column_stack([slope + offset[:, None], offset])  # mu . x with sum(x) = 1
-        while len(self._planes) >= _SYSTEMS_REMEMBERED:
-            self._planes.popitem(last=False)
-        self._planes[system] = (members, planes)
-        return members, planes
+        keep = energies < -_BELOW_ZERO  # a compound at or above 0 never lowers the elements' mixture
+        keep[: len(members)] = True  # the elements: the simplex's first basis
+        cached = (np.ascontiguousarray(fractions[keep]), np.ascontiguousarray(energies[keep]), members)
+        self.n_systems += 1
+        while len(self._ready) >= _SYSTEMS_REMEMBERED:
+            self._ready.popitem(last=False)
+        self._ready[system] = cached
+        return cached
 
     def _linear_program(self, system: frozenset[int], target: np.ndarray) -> float:
         """The hull energy at ``target`` (fractions over the system's sorted elements) by a linear programme."""
@@ -179,9 +167,9 @@ class FormationHull:
 
         The lowest energy of any mixture of known compounds (and elements) with the composition's
         atomic fractions, equal to pymatgen's ``PhaseDiagram.get_hull_energy_per_atom`` (tested
-        to 1e-9): the largest of the system's lower-hull planes at the composition (one Qhull
-        call per chemical system, :attr:`n_hulls`; a linear programme per composition where
-        Qhull fails, :attr:`n_linear_programs`). The empty composition gives NaN.
+        to 1e-9): a compiled simplex per composition over the compounds of its chemical system
+        (gathered once per system, :attr:`n_systems`; scipy's ``linprog`` where the simplex does
+        not finish, :attr:`n_linear_programs`). The empty composition gives NaN.
         """
         amounts = as_amount_matrix(compositions)
         out = np.full(len(amounts), math.nan)
@@ -197,13 +185,14 @@ class FormationHull:
         starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
         for block in np.split(rows[order], starts[1:]):
             system = frozenset(np.flatnonzero(present[block[0]]).tolist())
-            members, planes = self._system_planes(system)
-            targets = amounts[np.ix_(block, members)]
-            targets = targets / targets.sum(axis=1, keepdims=True)
-            if planes is not None:
-                out[block] = (targets @ planes.T).max(axis=1)
-            else:
-                out[block] = [self._linear_program(system, t) for t in targets]
+            fractions, energies, members = self._ready_system(system)
+            targets = amounts[np.ix_(block, members)].astype(np.float64)
+            targets /= targets.sum(axis=1, keepdims=True)
+            values = np.empty(len(block))
+            _lowest_mixtures(fractions, energies, np.ascontiguousarray(targets), values)
+            for j in np.flatnonzero(np.isnan(values)):  # not finished (never seen so far): scipy's HiGHS
+                values[j] = self._linear_program(system, targets[j])
+            out[block] = values
         return out
 
     def e_above_hull(
@@ -222,3 +211,78 @@ class FormationHull:
         if len(hull) != len(energies):
             raise ValueError(f"e_above_hull got {len(hull)} compositions but {len(energies)} energies.")
         return energies - hull
+
+
+@njit(cache=True)
+def _lowest_mixtures(fractions, energies, targets, out):  # pragma: no cover - compiled
+    """``out[t] = min E . w`` over ``w >= 0`` with ``fractions^T w = targets[t]``; NaN if not finished.
+
+    Primal simplex from the basis of the first ``k`` rows (the pure elements, so ``w = target``
+    is feasible), Bland's rule (first improving compound enters; ties in the ratio test leave
+    by smallest index), the inverse basis kept explicitly; the final mixture is solved afresh
+    from the optimal basis.
+    """
+    n, k = fractions.shape
+    for t in range(targets.shape[0]):
+        target = targets[t]
+        basis = np.arange(k)
+        binv = np.eye(k)
+        xb = target.copy()
+        optimal = False
+        for _ in range(20 * n + 100):
+            mu = np.zeros(k)  # chemical potentials: E_B . B^-1
+            for i in range(k):
+                for j in range(k):
+                    mu[j] += energies[basis[i]] * binv[i, j]
+            enter = -1
+            for c in range(n):
+                reduced = energies[c]
+                for j in range(k):
+                    reduced -= fractions[c, j] * mu[j]
+                if reduced < -_OPTIMAL * (1.0 + abs(energies[c])):
+                    enter = c
+                    break
+            if enter < 0:
+                optimal = True
+                break
+            d = np.zeros(k)  # the entering compound in basis coordinates
+            for i in range(k):
+                for j in range(k):
+                    d[i] += binv[i, j] * fractions[enter, j]
+            leave = -1
+            step = np.inf
+            for i in range(k):
+                if d[i] > _OPTIMAL:
+                    ratio = xb[i] / d[i]
+                    if leave < 0 or ratio < step - 1e-15 or (ratio <= step + 1e-15 and basis[i] < basis[leave]):
+                        step = ratio
+                        leave = i
+            if leave < 0:  # unbounded: impossible for a mixture of finite energies
+                break
+            for i in range(k):
+                xb[i] -= step * d[i]
+            xb[leave] = step
+            pivot = d[leave]
+            for j in range(k):
+                binv[leave, j] /= pivot
+            for i in range(k):
+                if i != leave:
+                    factor = d[i]
+                    for j in range(k):
+                        binv[i, j] -= factor * binv[leave, j]
+            basis[leave] = enter
+        if not optimal:
+            out[t] = np.nan
+            continue
+        b = np.empty((k, k))
+        for i in range(k):
+            for j in range(k):
+                b[j, i] = fractions[basis[i], j]
+        weights = np.linalg.solve(b, target)
+        value = 0.0
+        feasible = True
+        for i in range(k):
+            if weights[i] < -_FEASIBLE:
+                feasible = False
+            value += energies[basis[i]] * weights[i]
+        out[t] = value if feasible else np.nan
