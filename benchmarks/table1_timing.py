@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {method} | {int(r['runs'])} | {r['minutes']:.1f} | {r['reference_minutes']:.1f} | "
                      f"{r['reference_minutes'] / max(r['minutes'], 1e-9):.1f}x | {r['fastest_s']:.0f} / "
                      f"{r['slowest_s']:.0f} | {int(r['identical_designs'])} of {int(r['runs'])} |")
-    lines += ["", f"Command: `python benchmarks/table1_timing.py --runs {args.runs} --reference {args.reference}`", ""]
+    given = "" if args.reference == parser.get_default("reference") else f" --reference {args.reference}"
+    lines += ["", f"Command: `python benchmarks/table1_timing.py --runs {args.runs}{given}`", ""]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))

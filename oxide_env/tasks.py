@@ -571,7 +571,7 @@ class RewardModel:
             keep = np.ones(alive.size, dtype=bool)
             for name, op, bound in c.properties:
                 keep &= means[name] <= bound if op == "<=" else means[name] >= bound
-            if c.e_above_hull is not None:  # the dearest check (a Qhull call per new chemical system) last
+            if c.e_above_hull is not None:  # the dearest check (a small linear programme per composition) last
                 energy = means["formation_energy"]
                 keep &= np.isfinite(energy) & (energy <= c.e_above_hull)
                 rows = np.flatnonzero(keep)
