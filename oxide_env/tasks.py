@@ -512,19 +512,13 @@ class RewardModel:
         for name, op, bound in c.properties:
             flags[property_flag(name, op, bound)] = means[name] <= bound if op == "<=" else means[name] >= bound
         if c.e_above_hull is not None:
-            energy = means["formation_energy"]
-            stable = np.zeros(len(batch), dtype=bool)
-            # the hull lies at or below 0 eV/atom, so a design with E_f above the bound is above it by more
-            rows = np.flatnonzero(np.isfinite(energy) & (energy <= c.e_above_hull))
-            if rows.size:
-                stable[rows] = energy[rows] - self.hull.hull_energy(batch[rows]) <= c.e_above_hull
-            flags[hull_flag(c.e_above_hull)] = stable
+            flags[hull_flag(c.e_above_hull)] = self._near_hull(batch, means["formation_energy"])
         if c.domain:
             features = featurize(batch) if features is None else features
             inside = np.ones(len(batch), dtype=bool)
             # the AND of every domain: each model scores only the rows still inside, smallest reference first
             # (the formation-energy domain holds 84k compositions, the others ~9k); with shaping every row
-            for name, model in sorted(self.domain_models.items(), key=lambda m: len(getattr(m[1], "reference", ()))):
+            for name, model in self._domains_smallest_first():
                 rows = np.arange(len(batch)) if c.shaping else np.flatnonzero(inside)
                 if rows.size == 0:
                     break
@@ -534,13 +528,32 @@ class RewardModel:
                 inside[rows] &= score <= model.threshold
             flags["in_domain"] = inside
         if c.novel:
-            from oxide_env.chemistry.metrics import composition_keys
-
-            known = self.known_compositions
-            flags["novel"] = np.array([k not in known for k in composition_keys(batch)], dtype=bool)
+            flags["novel"] = self._novel(batch)
         flags["constraints_satisfied"] = np.logical_and.reduce(list(flags.values())) if flags else np.ones(
             len(batch), dtype=bool)
         return flags, scores
+
+    def _domains_smallest_first(self) -> list[tuple[str, Any]]:
+        """The domain models, smallest reference first (the formation-energy domain holds 84k compositions,
+        the others ~9k): an AND of them scores each next one only on the rows still inside."""
+        return sorted(self.domain_models.items(), key=lambda m: len(getattr(m[1], "reference", ())))
+
+    def _near_hull(self, batch: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        """``bool (n,)``: predicted ``energy`` at most the ``e_above_hull`` bound above the known compounds' hull."""
+        bound = self.constraints.e_above_hull
+        near = np.zeros(len(batch), dtype=bool)
+        # the hull lies at or below 0 eV/atom, so a design with E_f above the bound is above it by more
+        rows = np.flatnonzero(np.isfinite(energy) & (energy <= bound))
+        if rows.size:
+            near[rows] = energy[rows] - self.hull.hull_energy(batch[rows]) <= bound
+        return near
+
+    def _novel(self, batch: np.ndarray) -> np.ndarray:
+        """``bool (n,)``: the reduced composition is none of the known compounds."""
+        from oxide_env.chemistry.metrics import composition_keys
+
+        known = self.known_compositions
+        return np.array([k not in known for k in composition_keys(batch)], dtype=bool)
 
     def _met_rows(self, batch: np.ndarray) -> np.ndarray:
         """``constraints_satisfied`` of distinct compositions, cheapest check first, each on the rows still in."""
@@ -551,17 +564,14 @@ class RewardModel:
 
             alive = alive[oxide_rule(batch)]
         if c.novel and alive.size:
-            from oxide_env.chemistry.metrics import composition_keys
-
-            known = self.known_compositions
-            alive = alive[np.array([k not in known for k in composition_keys(batch[alive])], dtype=bool)]
+            alive = alive[self._novel(batch[alive])]
         names = list(dict.fromkeys([n for n, _, _ in c.properties]
                                    + (["formation_energy"] if c.e_above_hull is not None else [])))
         features = None
         if alive.size and (c.domain or any(hasattr(self.predictors[n], "members_from_features") for n in names)):
             features = featurize(batch[alive])  # row j describes batch[alive[j]]
         # the domains before the predictions: each passes ~1 in 5 of a training run's oxide-rule completions
-        for name, model in sorted(self.domain_models.items(), key=lambda m: len(getattr(m[1], "reference", ()))):
+        for name, model in self._domains_smallest_first():
             if alive.size == 0:
                 break
             keep = model.score_features(features) <= model.threshold
@@ -572,11 +582,8 @@ class RewardModel:
             for name, op, bound in c.properties:
                 keep &= means[name] <= bound if op == "<=" else means[name] >= bound
             if c.e_above_hull is not None:  # the dearest check (a small linear programme per composition) last
-                energy = means["formation_energy"]
-                keep &= np.isfinite(energy) & (energy <= c.e_above_hull)
                 rows = np.flatnonzero(keep)
-                if rows.size:
-                    keep[rows] = energy[rows] - self.hull.hull_energy(batch[alive[rows]]) <= c.e_above_hull
+                keep[rows] = self._near_hull(batch[alive[rows]], means["formation_energy"][rows])
             alive = alive[keep]
         met = np.zeros(len(batch), dtype=bool)
         met[alive] = True
@@ -606,26 +613,29 @@ class RewardModel:
             return np.ones(len(counts), dtype=bool)
         keys = [row.tobytes() for row in counts]
         column = self._flag_names.index("constraints_satisfied")
-        found: dict[bytes, bool] = {}
+        known = {k: bool(self._cache[k][5][column]) for k in keys if k in self._cache}  # evaluate()'s memo
+        found = self._memoised(self._met_cache, counts, keys, lambda batch: self._met_rows(batch).tolist(), known)
+        return np.array([found[k] for k in keys], dtype=bool)
+
+    def _memoised(self, cache: OrderedDict, counts: np.ndarray, keys: list[bytes], compute: Callable,
+                  found: dict) -> dict:
+        """``found`` completed for every key: from ``cache`` (marked recently used, read before anything
+        is evicted), else ``compute`` on the distinct rows of ``counts`` left, whose values enter ``cache``
+        (least recently used entries evicted beyond ``cache_size``)."""
         for k in keys:
-            if k in found:
-                continue
-            if k in self._cache:
-                found[k] = bool(self._cache[k][5][column])
-            elif k in self._met_cache:
-                self._met_cache.move_to_end(k)
-                found[k] = self._met_cache[k]
+            if k not in found and k in cache:
+                cache.move_to_end(k)
+                found[k] = cache[k]
         todo = [k for k in dict.fromkeys(keys) if k not in found]
         if todo:
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
-            met = self._met_rows(counts[[first[k] for k in todo]])
-            for key, value in zip(todo, met.tolist()):
+            for key, value in zip(todo, compute(counts[[first[k] for k in todo]])):
                 found[key] = value
                 if self.cache_size:
-                    self._met_cache[key] = value
-            while len(self._met_cache) > self.cache_size:
-                self._met_cache.popitem(last=False)
-        return np.array([found[k] for k in keys], dtype=bool)
+                    cache[key] = value
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        return found
 
     def _violation(self, batch: np.ndarray, means: Mapping[str, np.ndarray], flags: Mapping[str, np.ndarray],
                    scores: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -719,20 +729,7 @@ class RewardModel:
         """Rewards, predictions, validity and constraint flags of final compositions ``(n, 80)``."""
         counts = np.ascontiguousarray(np.asarray(counts, dtype=np.int64).reshape(-1, np.shape(counts)[-1]))
         keys = [row.tobytes() for row in counts]
-        cache = self._cache
-        found = {k: cache[k] for k in keys if k in cache}  # read before anything is evicted
-        for k in found:
-            cache.move_to_end(k)  # least recently used entries are evicted first
-        todo = [k for k in dict.fromkeys(keys) if k not in found]
-        if todo:
-            first = {k: i for i, k in reversed(list(enumerate(keys)))}
-            rows = self._compute(counts[[first[k] for k in todo]])
-            for key, row in zip(todo, rows):
-                found[key] = row
-                if self.cache_size:
-                    cache[key] = row
-            while len(cache) > self.cache_size:
-                cache.popitem(last=False)
+        found = self._memoised(self._cache, counts, keys, self._compute, {})
         entries = [found[k] for k in keys]
         n = len(entries)
         means = np.array([e[1] for e in entries], dtype=np.float64).reshape(n, len(self._names))
