@@ -319,6 +319,21 @@ class ConstrainedDQN(DQN):
             model.exploration_rate = rate
         return model
 
+    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
+              tb_log_name: str = "DQN", reset_num_timesteps: bool = True, progress_bar: bool = False):
+        """SB3's ``DQN.learn``; ``log_interval`` (episodes between log dumps) defaults to one
+        iteration (``episodes_per_iteration``) instead of SB3's 4.
+
+        With 100 env copies finishing their episodes in the same step, SB3's default dumped the
+        logger 25 times at the same timestep (tensorboard included): 4 % of a Table 1 run for
+        25 copies of the same record.
+        """
+        if log_interval is None:
+            log_interval = self.episodes_per_iteration
+        return super().learn(total_timesteps=total_timesteps, callback=callback, log_interval=log_interval,
+                             tb_log_name=tb_log_name, reset_num_timesteps=reset_num_timesteps,
+                             progress_bar=progress_bar)
+
     # ----------------------------------------------------------------- acting
     @property
     def iteration(self) -> int:
@@ -517,8 +532,13 @@ class ConstrainedDQN(DQN):
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             with torch.no_grad():
-                next_q = self.q_net_target(data.next_observations)
-                next_q = next_q.masked_fill(~data.next_action_masks, float("-inf")).max(dim=1).values
+                # a finished episode's next state adds nothing (1 - done = 0): nothing to score there
+                allowed = data.next_action_masks & (data.dones == 0)
+                if hasattr(self.q_net_target, "masked_forward"):  # the fused kernel scores allowed pairs only
+                    next_q = self.q_net_target.masked_forward(data.next_observations, allowed)
+                else:
+                    next_q = self.q_net_target(data.next_observations).masked_fill(~allowed, float("-inf"))
+                next_q = next_q.max(dim=1).values
                 next_q = torch.where(torch.isfinite(next_q), next_q, torch.zeros_like(next_q)).reshape(-1, 1)
                 target = data.rewards + (1 - data.dones) * self.gamma * next_q
             if hasattr(self.q_net, "q_of"):  # the paper's network scores just the taken actions

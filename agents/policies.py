@@ -65,10 +65,12 @@ def use_kernel(obs: torch.Tensor) -> bool:
     return kernels.AVAILABLE and obs.device.type == "cpu" and not torch.is_grad_enabled()
 
 
-def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
     """Scores ``(len(nets), batch, 800)`` of several :class:`PairNet` by the fused CPU kernel.
 
-    Only the actions in ``columns`` are scored (the others read -inf). No gradients.
+    Only the actions in ``columns`` are scored, and of those only the pairs ``mask`` (bool
+    ``(batch, 800)``) allows; the others read -inf. No gradients.
     """
     cols = torch.arange(N_ACTIONS) if columns is None else columns.to("cpu", torch.long)
     obs = obs.float()
@@ -78,7 +80,8 @@ def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor |
         weight = torch.cat([n.out.weight for n in nets]).numpy()
         bias = torch.cat([n.out.bias for n in nets]).numpy()
     threads = torch.get_num_threads()
-    raw = torch.from_numpy(kernels.pair_scores(state, action, weight, bias, cols.numpy()))
+    rows = None if mask is None else mask.to("cpu", torch.bool).numpy()
+    raw = torch.from_numpy(kernels.pair_scores(state, action, weight, bias, cols.numpy(), rows))
     if torch.get_num_threads() != threads:
         # numba's OpenMP layer sets the process's OpenMP thread count, which torch shares: left at
         # numba's (all cores), every later torch op (e.g. MaskablePPO's) ran on 2 threads that
@@ -210,6 +213,17 @@ class PaperQNetwork(QNetwork):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.q_net(self.extract_features(obs, self.features_extractor).float())
 
+    def masked_forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Q-values ``(batch, 800)`` where ``mask`` (bool, same shape) allows, -inf elsewhere.
+
+        The values equal ``forward``'s; on the CPU without gradients (the Bellman target) the
+        fused kernel computes only the allowed pairs.
+        """
+        features = self.extract_features(obs, self.features_extractor).float()
+        if use_kernel(features):
+            return fused_scores([self.q_net], features, mask=mask)[0]
+        return self.q_net(features).masked_fill(~mask, float("-inf"))
+
     def q_of(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q-values of the given actions only, ``(batch,)`` (training needs no other)."""
         return self.q_net.score(self.extract_features(obs, self.features_extractor).float(), actions)
@@ -332,19 +346,21 @@ class ConstrainedDQNPolicy(DQNPolicy):
                                  standardize=not self.normalized_observations).to(self.device)
         return QNetwork(**net_args).to(self.device)
 
-    def scores(self, obs: torch.Tensor, columns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def scores(self, obs: torch.Tensor, columns: torch.Tensor | None = None,
+               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Q-values ``(batch, n_actions)`` and oracle logits ``(n_constraints, batch, n_actions)``.
 
         For inference (no gradients) on the CPU with the paper's network, all networks are
         evaluated together by the fused kernel of :mod:`agents.kernels`, and only for the
-        action indices in ``columns`` when given (the others read -inf: never the best, never allowed).
-        Otherwise each network runs in torch and ``columns`` is ignored.
+        action indices in ``columns`` and the (state, action) pairs ``mask`` allows, when given
+        (the others read -inf: never the best, never allowed). Otherwise each network runs in
+        torch and ``columns`` and ``mask`` are ignored.
         """
         nets = [self.q_net.q_net, *(o.q_net for o in self.oracles)]
         if not use_kernel(obs) or not all(isinstance(n, PairNet) for n in nets):
             logits = [o(obs) for o in self.oracles]
             return self.q_net(obs), (torch.stack(logits) if logits else obs.new_zeros(0, obs.shape[0], 1))
-        full = fused_scores(nets, obs, columns)
+        full = fused_scores(nets, obs, columns, mask)
         return full[0], full[1:]
 
     def oracle_probabilities(self, obs: torch.Tensor) -> torch.Tensor:
@@ -373,7 +389,8 @@ class ConstrainedDQNPolicy(DQNPolicy):
         Allowed = ``action_masks`` AND every oracle's ``C_j >= oracle_threshold`` (a row left
         empty falls back to its mask, counted in :attr:`oracle_fallbacks`), then with
         ``merge_noops`` one count-0 action per row. Only the actions some row's mask allows
-        are scored (the fused CPU kernel skips the others).
+        are scored, each only where its row's mask allows (the fused CPU kernel skips the
+        others; a row whose mask allows nothing is scored on every action some row allows).
 
         Args:
             observation: float ``(batch, *obs_shape)`` on the policy's device (one row per distinct state).
@@ -382,7 +399,9 @@ class ConstrainedDQNPolicy(DQNPolicy):
         obs = observation if observation.ndim > len(self.observation_space.shape) else observation[None]
         masks = self._masks_tensor(action_masks, obs.shape[0])
         with torch.no_grad():
-            q, logits = self.scores(obs, masks.any(dim=0).nonzero().squeeze(1))
+            union = masks.any(dim=0)
+            scored = torch.where(masks.any(dim=1, keepdim=True), masks, union)  # an empty row: as before
+            q, logits = self.scores(obs, union.nonzero().squeeze(1), scored)
             allowed = masks
             if self.n_constraints:
                 t = self.oracle_threshold  # sigmoid(x) >= t  <=>  x >= log(t / (1 - t))

@@ -288,6 +288,13 @@ def make_constraints(spec: Mapping[str, Any] | DesignConstraints | None, task: T
                              shaping=float(shaping), strict_novel=strict_novel)
 
 
+def _compact_counts(counts: np.ndarray) -> np.ndarray:
+    """A copy of int64 counts as ``uint8`` where every value fits, else as int64 (for saving)."""
+    if counts.size == 0 or (counts.min() >= 0 and counts.max() <= np.iinfo(np.uint8).max):
+        return counts.astype(np.uint8)
+    return counts.copy()
+
+
 @dataclass(frozen=True)
 class RewardBatch:
     """Terminal results of a batch of ``n`` final compositions (:meth:`RewardModel.evaluate`).
@@ -756,7 +763,12 @@ class RewardModel:
         self._met_cache.clear()
 
     def cache_state(self) -> dict[str, np.ndarray]:
-        """The memoised rewards as plain arrays, least recently used first (see :meth:`restore_cache`)."""
+        """The memoised rewards as plain arrays, least recently used first (see :meth:`restore_cache`).
+
+        The compositions are stored as ``uint8`` counts when they fit (an 8th of int64's bytes: a
+        checkpoint of a Table 1 run writes up to 200,000 memoised lookahead rows);
+        :meth:`restore_cache` reads either.
+        """
         items = list(self._cache.items())
         n, k, f = len(items), len(self._names), len(self._flag_names)
         n_cols = len(items[0][0]) // 8 if items else 0
@@ -764,7 +776,7 @@ class RewardModel:
         met_keys = list(self._met_cache)
         met_cols = len(met_keys[0]) // 8 if met_keys else n_cols
         return {
-            "counts": counts.copy(), "rewards": np.array([v[0] for _, v in items], dtype=np.float64),
+            "counts": _compact_counts(counts), "rewards": np.array([v[0] for _, v in items], dtype=np.float64),
             "properties": np.array([v[1] for _, v in items], dtype=np.float64).reshape(n, k),
             "property_std": np.array([v[2] for _, v in items], dtype=np.float64).reshape(n, k),
             "charge_neutral": np.array([v[3] for _, v in items], dtype=bool),
@@ -772,7 +784,8 @@ class RewardModel:
             "names": np.array(self._names, dtype=str),
             "flags": np.array([v[5] for _, v in items], dtype=bool).reshape(n, f),
             "flag_names": np.array(self._flag_names, dtype=str),
-            "met_counts": np.frombuffer(b"".join(met_keys), dtype=np.int64).reshape(len(met_keys), met_cols).copy(),
+            "met_counts": _compact_counts(np.frombuffer(b"".join(met_keys), dtype=np.int64).reshape(len(met_keys),
+                                                                                                   met_cols)),
             "met": np.array(list(self._met_cache.values()), dtype=bool),
         }
 

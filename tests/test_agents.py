@@ -121,6 +121,39 @@ def test_fused_kernel_equals_torch_networks():
     assert torch.isneginf(q_cols[:, others]).all() and torch.isneginf(logits_cols[:, :, others]).all()
 
 
+def test_masked_kernel_scores_only_allowed_pairs_with_the_same_values():
+    """A mask skips pairs without changing any computed value (bit for bit), in acting and the Bellman target."""
+    from agents import kernels
+
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    model = tiny_model()
+    policy = model.policy
+    venv = tiny_env(4)
+    obs = torch.as_tensor(np.concatenate([venv.reset(), venv.step(np.full(4, 52))[0]]))
+    mask = torch.from_numpy(np.random.default_rng(0).random((8, 800)) < 0.4)
+    mask[5] = False  # a row that allows nothing
+    with torch.no_grad():
+        q, logits = policy.scores(obs)
+        q_m, logits_m = policy.scores(obs, torch.arange(800), mask)
+        target = policy.q_net_target.masked_forward(obs, mask)
+    assert torch.equal(q_m[mask], q[mask]) and torch.equal(logits_m[:, mask], logits[:, mask])
+    assert torch.isneginf(q_m[~mask]).all() and torch.isneginf(logits_m[:, ~mask]).all()
+    with torch.no_grad():
+        assert torch.equal(target, policy.q_net_target(obs).masked_fill(~mask, float("-inf")))
+    with torch.enable_grad():  # the torch path (gradients on) gives the same values to ~1e-6
+        slow = policy.q_net_target.masked_forward(obs, mask).detach()
+    assert torch.equal(torch.isneginf(slow), ~mask) and torch.allclose(slow[mask], target[mask], atol=1e-5)
+    # acting: an empty mask row is scored on the actions other rows allow, as before masks were used
+    masks = torch.zeros((8, 800), dtype=torch.bool)
+    masks[:4, :300] = True
+    scored = policy.scored_actions(torch.cat([obs[:4], obs[:4]]), masks)
+    assert torch.equal(scored.q_values[4:, :300], scored.q_values[:4, :300])
+    with pytest.raises(ValueError, match="Invalid mask of shape"):
+        kernels.pair_scores(np.zeros((2, 64), np.float32), np.zeros((800, 64), np.float32),
+                            np.zeros((1, 64), np.float32), np.zeros(1, np.float32), np.arange(800),
+                            np.ones((3, 800), bool))
+
 def test_fused_kernel_leaves_torch_thread_count_alone():
     """numba's OpenMP layer used to raise torch's thread count to all cores (slow, spinning torch ops)."""
     from agents import kernels

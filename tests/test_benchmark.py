@@ -116,3 +116,18 @@ def test_only_written_figures_are_announced_and_linked(tmp_path, capsys):
     assert "plausible" in lines[0].split(",")
     formula, generated = lines[1].split(",")[:2]
     assert formula == oxide_env.reduced_formula(generated) and len(lines) == 21
+
+
+def test_ppo_distribution_checks_are_off_only_inside_the_block():
+    import torch
+    from torch.distributions import Categorical, Distribution
+
+    before = Distribution._validate_args
+    nan = torch.tensor([float("nan"), 0.0])
+    with runs._unchecked_distributions():
+        assert Distribution._validate_args is False
+        Categorical(logits=nan)  # not checked here: MaskablePPO's three builds per batch skip it
+    assert Distribution._validate_args == before
+    if before:
+        with pytest.raises(ValueError, match="logits"):
+            Categorical(logits=nan)

@@ -70,8 +70,11 @@ def test_constraint_flags_survive_the_cache_round_trip() -> None:
     first = model.evaluate(counts)
     state = model.cache_state()
     assert state["flags"].shape == (len(state["counts"]), 4)
+    assert state["counts"].dtype == np.uint8  # compact on disk; restored as the int64 keys of the memo
+    keys = list(model._cache)
     model.clear_cache()
     model.restore_cache(state)
+    assert list(model._cache) == keys
     again = model.evaluate(counts)
     assert again.rewards.tolist() == first.rewards.tolist()
     assert {k: v.tolist() for k, v in again.flags.items()} == {k: v.tolist() for k, v in first.flags.items()}
