@@ -96,16 +96,19 @@ def test_pairnet_batched_equals_per_action():
     assert torch.equal(net.feature_std, torch.from_numpy(std.astype(np.float32)))
 
 
-def test_fused_kernel_equals_torch_networks():
-    """The CPU kernel (inference) scores exactly what the torch networks (training) compute."""
+def _kernel_policy_and_states():
+    """An untrained policy and 8 states (4 empty, 4 after one step) for the fused kernel's tests."""
     from agents import kernels
 
     if not kernels.AVAILABLE:
         pytest.skip("numba not installed")
-    model = tiny_model()
-    policy = model.policy
     venv = tiny_env(4)
-    obs = torch.as_tensor(np.concatenate([venv.reset(), venv.step(np.full(4, 52))[0]]))
+    return tiny_model().policy, torch.as_tensor(np.concatenate([venv.reset(), venv.step(np.full(4, 52))[0]]))
+
+
+def test_fused_kernel_equals_torch_networks():
+    """The CPU kernel (inference) scores exactly what the torch networks (training) compute."""
+    policy, obs = _kernel_policy_and_states()
     q_ref = policy.q_net(obs).detach()  # gradients on: torch path
     logits_ref = torch.stack([o(obs) for o in policy.oracles]).detach()
     with torch.no_grad():
@@ -123,14 +126,7 @@ def test_fused_kernel_equals_torch_networks():
 
 def test_masked_kernel_scores_only_allowed_pairs_with_the_same_values():
     """A mask skips pairs without changing any computed value (bit for bit), in acting and the Bellman target."""
-    from agents import kernels
-
-    if not kernels.AVAILABLE:
-        pytest.skip("numba not installed")
-    model = tiny_model()
-    policy = model.policy
-    venv = tiny_env(4)
-    obs = torch.as_tensor(np.concatenate([venv.reset(), venv.step(np.full(4, 52))[0]]))
+    policy, obs = _kernel_policy_and_states()
     mask = torch.from_numpy(np.random.default_rng(0).random((8, 800)) < 0.4)
     mask[5] = False  # a row that allows nothing
     with torch.no_grad():
@@ -149,8 +145,10 @@ def test_masked_kernel_scores_only_allowed_pairs_with_the_same_values():
     masks[:4, :300] = True
     scored = policy.scored_actions(torch.cat([obs[:4], obs[:4]]), masks)
     assert torch.equal(scored.q_values[4:, :300], scored.q_values[:4, :300])
+    from agents.kernels import pair_scores
+
     with pytest.raises(ValueError, match="Invalid mask of shape"):
-        kernels.pair_scores(np.zeros((2, 64), np.float32), np.zeros((800, 64), np.float32),
+        pair_scores(np.zeros((2, 64), np.float32), np.zeros((800, 64), np.float32),
                             np.zeros((1, 64), np.float32), np.zeros(1, np.float32), np.arange(800),
                             np.ones((3, 800), bool))
 
