@@ -149,8 +149,9 @@ def test_masked_kernel_scores_only_allowed_pairs_with_the_same_values():
 
     with pytest.raises(ValueError, match="Invalid mask of shape"):
         pair_scores(np.zeros((2, 64), np.float32), np.zeros((800, 64), np.float32),
-                            np.zeros((1, 64), np.float32), np.zeros(1, np.float32), np.arange(800),
-                            np.ones((3, 800), bool))
+                    np.zeros((1, 64), np.float32), np.zeros(1, np.float32), np.arange(800),
+                    np.ones((3, 800), bool))
+
 
 def test_fused_kernel_leaves_torch_thread_count_alone():
     """numba's OpenMP layer used to raise torch's thread count to all cores (slow, spinning torch ops)."""
