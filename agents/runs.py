@@ -181,7 +181,8 @@ def _ppo_env(task: BenchTask, method: Method, n_envs: int, seed: int):
     from agents.vec_env import make_oxide_vec_env
 
     return make_oxide_vec_env(n_envs, seed=seed, task=task.task, lam=task.lam, exact_masks=method.exact_masks,
-                              constraints=method.design_constraints, constraint_lookahead=method.constraint_lookahead)
+                              constraints=method.design_constraints, constraint_lookahead=method.constraint_lookahead,
+                              report="reward")
 
 
 def _train_maskable_ppo(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path, *,

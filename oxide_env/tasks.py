@@ -797,15 +797,19 @@ class RewardModel:
         """
         names = tuple(str(x) for x in state["names"])
         flag_names = tuple(str(x) for x in state.get("flag_names", []))
-        if names != self._names or flag_names != self._flag_names:
+        if not set(self._names) <= set(names) or flag_names != self._flag_names:
             raise ValueError(f"The cached rewards were made with predictors {names} and flags {flag_names}; this "
                              f"reward model has {self._names} and {self._flag_names}.")
+        # a memo that reported more properties (report="all") serves one that reports fewer: the same
+        # predictors made the rewards, the other columns are dropped
+        columns = [names.index(n) for n in self._names]
+        properties = np.asarray(state["properties"], dtype=np.float64).reshape(-1, len(names))[:, columns]
+        property_std = np.asarray(state["property_std"], dtype=np.float64).reshape(-1, len(names))[:, columns]
         counts = np.ascontiguousarray(state["counts"], dtype=np.int64)
         self._cache.clear()
         for i, row in enumerate(counts):
             self._cache[row.tobytes()] = (
-                float(state["rewards"][i]), np.asarray(state["properties"][i], dtype=np.float64),
-                np.asarray(state["property_std"][i], dtype=np.float64), bool(state["charge_neutral"][i]),
+                float(state["rewards"][i]), properties[i], property_std[i], bool(state["charge_neutral"][i]),
                 bool(state["electronegativity_balanced"][i]), np.asarray(state["flags"][i], dtype=bool),
             )
         self._met_cache.clear()

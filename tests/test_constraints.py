@@ -86,6 +86,31 @@ def test_constraint_flags_survive_the_cache_round_trip() -> None:
         other.restore_cache(state)
 
 
+def test_report_reward_predicts_only_what_the_reward_uses() -> None:
+    counts = formulas_to_counts(["MgAl2O4", "Re9Os8O4", "ZrO2", "La2ScO4"])
+    full = reward_model("shear_modulus", constraints=PLAUSIBLE)
+    lean = reward_model("shear_modulus", constraints=PLAUSIBLE, report="reward")
+    assert sorted(lean.predictors) == ["formation_energy", "shear_modulus"]  # the task's and the constraint's
+    assert sorted(reward_model("bulk_modulus", report="reward").predictors) == ["bulk_modulus"]
+    assert sorted(reward_model("bulk_modulus", constraints={"e_above_hull": ("<=", 0.1)}, report="reward").predictors) == [
+        "bulk_modulus", "formation_energy"]
+    a, b = full.evaluate(counts), lean.evaluate(counts)
+    assert a.rewards.tolist() == b.rewards.tolist()
+    assert {k: v.tolist() for k, v in a.flags.items()} == {k: v.tolist() for k, v in b.flags.items()}
+    assert b.properties["shear_modulus"].tolist() == a.properties["shear_modulus"].tolist()
+    # a memo that reported all five serves one that reports fewer (a checkpoint of older code), not the reverse
+    other = reward_model("shear_modulus", constraints=PLAUSIBLE, report="reward")
+    other.restore_cache(full.cache_state())
+    assert list(other._cache) == list(full._cache)
+    again = other.evaluate(counts)
+    assert again.rewards.tolist() == a.rewards.tolist()
+    assert again.properties["formation_energy"].tolist() == a.properties["formation_energy"].tolist()
+    with pytest.raises(ValueError, match="predictors"):
+        reward_model("shear_modulus", constraints=PLAUSIBLE).restore_cache(lean.cache_state())
+    with pytest.raises(ValueError, match="report='some'.*'reward'"):
+        reward_model("bulk_modulus", report="some")
+
+
 def test_novel_constraint_rejects_known_compounds() -> None:
     model = reward_model("bulk_modulus", constraints={"novel": True})
     rows = model.evaluate(formulas_to_counts(["MgAl2O4", "Li13Cr3Ti5O11"]))
