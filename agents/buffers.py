@@ -61,11 +61,14 @@ class MaskedReplayBuffer(ReplayBuffer):
             done: np.ndarray, infos: list[dict[str, Any]]) -> None:
         pos = self.pos
         masks = [info.get("action_mask") for info in infos]
-        for i, m in enumerate(masks):
-            self.next_action_masks[pos, i] = True if m is None else m
+        if all(m is not None for m in masks):
+            self.next_action_masks[pos] = np.stack(masks)
+        else:
+            for i, m in enumerate(masks):
+                self.next_action_masks[pos, i] = True if m is None else m
         self.constraint_labels[pos] = -1
-        for i in range(self.n_envs):
-            self.holdout[pos, i] = bool(self.holdout_every) and (self._n_added + i) % self.holdout_every == 0
+        self.holdout[pos] = bool(self.holdout_every) and (
+            (self._n_added + np.arange(self.n_envs)) % max(self.holdout_every, 1) == 0)
         self._n_added += self.n_envs
         super().add(obs, next_obs, action, reward, done, infos)
         for i, info in enumerate(infos):

@@ -403,7 +403,7 @@ class ConstrainedDQN(DQN):
                 allowed = scored.allowed if rows is None else scored.allowed[rows]
                 explore = torch.rand(len(actions), device=self.device, generator=generator) < epsilon
                 if explore.any():
-                    actions = torch.where(explore, uniform_allowed(allowed, generator=generator), actions)
+                    actions = torch.where(explore, uniform_allowed(allowed, generator=generator, where=explore), actions)
         return actions.cpu().numpy()
 
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):

@@ -35,7 +35,7 @@ from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
 import agents.kernels as kernels
-from agents.sampling import merge_noop_actions, top_n_sample
+from agents.sampling import all_true, any_true, merge_noop_actions, top_n_sample
 from oxide_env.chemistry.checks import check_number
 from oxide_env.chemistry.elements import N_ELEMENTS
 from oxide_env.chemistry.episode import N_ACTIONS, N_COUNTS, N_FEATURES, N_STEPS, OBS_DIM
@@ -150,11 +150,14 @@ class PairNet(nn.Module):
         return value
 
     def _action_part(self) -> torch.Tensor:
+        # Action a = element * 10 + count: the element term has 80 distinct rows and the count term
+        # 10, so each is computed once and broadcast to the 800 actions (a one-hot input row picks
+        # a weight column exactly: the same values as the 800-row layers, ~4x faster).
         e = self.embed_dim
         w = self.hidden.weight  # (hidden, 4e)
-        el = self.act(self.element(self.element_onehot))  # (800, e)
-        ct = self.act(self.count(self.count_onehot))
-        return el @ w[:, 2 * e : 3 * e].T + ct @ w[:, 3 * e :].T
+        el = self.act(self.element.weight.T + self.element.bias) @ w[:, 2 * e : 3 * e].T  # (80, hidden)
+        ct = self.act(self.count.weight.T + self.count.bias) @ w[:, 3 * e :].T  # (10, hidden)
+        return (el[:, None, :] + ct[None, :, :]).reshape(N_ACTIONS, -1)
 
     def state_part(self, obs: torch.Tensor) -> torch.Tensor:
         """Hidden-layer pre-activation contribution of each state (bias included), ``(batch, hidden)``."""
@@ -402,15 +405,15 @@ class ConstrainedDQNPolicy(DQNPolicy):
         obs = observation if observation.ndim > len(self.observation_space.shape) else observation[None]
         masks = self._masks_tensor(action_masks, obs.shape[0])
         with torch.no_grad():
-            union = masks.any(dim=0)
-            scored = torch.where(masks.any(dim=1, keepdim=True), masks, union)  # an empty row: as before
+            union = any_true(masks, dim=0)
+            scored = masks | (~any_true(masks, dim=1, keepdim=True) & union)  # an empty row: as before
             q, logits = self.scores(obs, union.nonzero().squeeze(1), scored)
             allowed = masks
             if self.n_constraints:
                 t = self.oracle_threshold  # sigmoid(x) >= t  <=>  x >= log(t / (1 - t))
                 cut = -math.inf if t <= 0 else math.inf if t >= 1 else math.log(t) - math.log1p(-t)
-                allowed = masks & (logits >= cut).all(dim=0)
-                empty = ~allowed.any(dim=1)
+                allowed = masks & all_true(logits >= cut, dim=0)
+                empty = ~any_true(allowed, dim=1)
                 self.oracle_decisions += int(masks.shape[0])
                 if empty.any():
                     self.oracle_fallbacks += int(empty.sum())
@@ -486,9 +489,11 @@ class ConstrainedDQNPolicy(DQNPolicy):
         return actions, state
 
     def set_training_mode(self, mode: bool) -> None:
-        super().set_training_mode(mode)
-        for oracle in getattr(self, "oracles", []):
-            oracle.set_training_mode(mode)
+        # SB3 calls this at every step; nn.Module.train(mode) re-sets the flag of all ~40 submodules
+        # through nn.Module.__setattr__ (~0.4 ms), so it runs only where some module is in the other mode.
+        # The oracles are submodules: train() reaches them.
+        if any(m.training != mode for m in self.modules()):
+            super().set_training_mode(mode)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

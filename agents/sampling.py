@@ -15,6 +15,33 @@ import torch
 from oxide_env.chemistry.episode import N_COUNTS
 
 
+def any_true(mask: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
+    """``mask.any(dim, keepdim)`` of a bool tensor, read as bytes: the same answer ~10x faster on a CPU.
+
+    torch's boolean reductions run a slow generic loop on ``(100, 800)`` masks (75-150 µs on
+    this project's 2-core machine); the max of the same bytes is vectorised (7 µs).
+
+    Example:
+        >>> any_true(torch.tensor([[False, True], [False, False]]), dim=1).tolist()
+        [True, False]
+    """
+    if mask.numel() == 0:
+        return mask.any(dim=dim, keepdim=keepdim)
+    return mask.view(torch.uint8).amax(dim=dim, keepdim=keepdim).bool()
+
+
+def all_true(mask: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
+    """``mask.all(dim, keepdim)`` of a bool tensor, read as bytes (see :func:`any_true`).
+
+    Example:
+        >>> all_true(torch.tensor([[True, True], [False, True]]), dim=0).tolist()
+        [False, True]
+    """
+    if mask.numel() == 0:
+        return mask.all(dim=dim, keepdim=keepdim)
+    return mask.view(torch.uint8).amin(dim=dim, keepdim=keepdim).bool()
+
+
 def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,
                  generator: torch.Generator | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
     """Sample uniformly among the top ``n_pct`` % of the allowed actions of each row, by ``q``.
@@ -36,7 +63,7 @@ def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,
     if not 0.0 <= n_pct <= 100.0:
         raise ValueError(f"Invalid n_pct={n_pct!r}: expected a percentage in [0, 100].")
     mask = mask.bool()
-    empty = ~mask.any(dim=1, keepdim=True)
+    empty = ~any_true(mask, dim=1, keepdim=True)
     mask = mask | empty
     n_allowed = mask.sum(dim=1)
     k = torch.clamp(torch.ceil(n_allowed.to(torch.float64) * (n_pct / 100.0)).long(), min=1)
@@ -70,29 +97,49 @@ def merge_noop_actions(q: torch.Tensor, mask: torch.Tensor, n_counts: int = N_CO
     noop[::n_counts] = True
     scores = q.masked_fill(~(mask & noop), float("-inf"))
     best = scores.argmax(dim=1)
-    has_noop = (mask & noop).any(dim=1)
+    has_noop = any_true(mask & noop, dim=1)
     keep = mask & ~noop
     keep[torch.arange(len(mask), device=mask.device)[has_noop], best[has_noop]] = True
     return keep
 
 
-def uniform_allowed(mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def uniform_allowed(mask: torch.Tensor, generator: torch.Generator | None = None,
+                    where: torch.Tensor | None = None) -> torch.Tensor:
     """A uniformly random allowed action per row of ``mask`` (bool ``(batch, n_actions)``).
 
     One uniform number per row picks the ``j``-th allowed action (a cumulative count), which is
     ~50x cheaper than ``torch.multinomial`` over ``(100, 800)`` weights on a CPU. A row with no
     allowed action draws among all actions.
 
+    Args:
+        mask: allowed actions, bool ``(batch, n_actions)``.
+        generator: torch generator on the mask's device (``None``: torch's default one).
+        where: bool ``(batch,)``: pick only in these rows (the others read -1). One number is
+            still drawn for every row, so the generator advances as without ``where`` and the
+            picked rows get the same actions (ε-exploration picks in the few rows that explore).
+
     Example:
         >>> mask = torch.tensor([[False, True, False, True], [False, False, False, False]])
         >>> a = uniform_allowed(mask, torch.Generator().manual_seed(0))
         >>> bool(a[0] in (1, 3)), 0 <= int(a[1]) < 4
         (True, True)
+        >>> uniform_allowed(mask, torch.Generator().manual_seed(0), where=torch.tensor([True, False]))[1].item()
+        -1
     """
+    u = torch.rand(mask.shape[0], device=mask.device, generator=generator)
+    if where is not None:
+        picked = torch.full((mask.shape[0],), -1, dtype=torch.long, device=mask.device)
+        rows = where.nonzero().squeeze(1)
+        picked[rows] = _pick_allowed(mask[rows], u[rows])
+        return picked
+    return _pick_allowed(mask, u)
+
+
+def _pick_allowed(mask: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The ``floor(u * n_allowed)``-th allowed action of each row (all actions where none is allowed)."""
     mask = mask.bool()
-    mask = mask | ~mask.any(dim=1, keepdim=True)
+    mask = mask | ~any_true(mask, dim=1, keepdim=True)
     cumulative = mask.cumsum(dim=1)
     n_allowed = cumulative[:, -1]
-    u = torch.rand(mask.shape[0], device=mask.device, generator=generator)
     j = torch.minimum((u * n_allowed).long(), n_allowed - 1)  # 0-based rank among the allowed actions
     return (cumulative > j[:, None]).to(torch.uint8).argmax(dim=1)

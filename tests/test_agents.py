@@ -53,6 +53,19 @@ def test_top_n_sample_only_allowed_and_uniform_over_top_k():
         top_n_sample(q, mask, n_pct=120)
 
 
+def test_uniform_allowed_where_picks_the_same_actions_in_fewer_rows():
+    mask = torch.rand(200, 800, generator=torch.Generator().manual_seed(2)) > 0.6
+    mask[3] = False  # a row with nothing allowed draws among all actions
+    where = torch.rand(200, generator=torch.Generator().manual_seed(3)) < 0.1
+    where[3] = True
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    full = uniform_allowed(mask, generator=g1)
+    some = uniform_allowed(mask, generator=g2, where=where)
+    assert some[where].tolist() == full[where].tolist() and (some[~where] == -1).all()
+    assert torch.rand(1, generator=g1).item() == torch.rand(1, generator=g2).item()  # the same draws were made
+    assert mask[where.nonzero().squeeze(1), some[where]][where.nonzero().squeeze(1) != 3].all()
+
+
 def test_top_n_sample_rows_draws_from_indexed_rows():
     q = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
     mask = torch.rand(3, 50, generator=torch.Generator().manual_seed(1)) > 0.3
@@ -151,6 +164,27 @@ def test_masked_kernel_scores_only_allowed_pairs_with_the_same_values():
         pair_scores(np.zeros((2, 64), np.float32), np.zeros((800, 64), np.float32),
                     np.zeros((1, 64), np.float32), np.zeros(1, np.float32), np.arange(800),
                     np.ones((3, 800), bool))
+
+
+def test_action_part_equals_the_one_hot_layers():
+    from agents.policies import PairNet
+
+    torch.manual_seed(3)
+    net = PairNet()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+        e, w = net.embed_dim, net.hidden.weight
+        el = net.act(net.element(net.element_onehot))  # the 800-row layers the broadcast replaces
+        ct = net.act(net.count(net.count_onehot))
+        want = el @ w[:, 2 * e : 3 * e].T + ct @ w[:, 3 * e :].T
+        assert torch.allclose(net.action_part(), want, rtol=0, atol=1e-5)  # MKL splits 800 rows over threads
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:  # on one thread (Table 1's runs) the same bits
+            assert torch.equal(net._action_part(), el @ w[:, 2 * e : 3 * e].T + ct @ w[:, 3 * e :].T)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def test_fused_kernel_leaves_torch_thread_count_alone():
