@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 try:  # numba is a dependency; without it the policies fall back to torch
@@ -56,6 +58,108 @@ if AVAILABLE:
                         x = state[b, base + j] + action[a, base + j]
                         acc += out_weight[k, j] * (x if x > 0 else slope * x)
                     result[k, b, c] = acc + out_bias[k]
+
+
+    @numba.njit(cache=True, inline="always")
+    def _descending_key(x):  # pragma: no cover - compiled
+        """uint32 key of a float32 whose ascending order is the floats' descending order."""
+        bits = np.uint32(np.float32(x).view(np.uint32))
+        if bits >> np.uint32(31):
+            return np.uint32(bits)  # negative: ~(~bits)
+        return np.uint32(~np.uint32(bits | np.uint32(0x80000000)))
+
+    @numba.njit(cache=True)
+    def _top_n_pick(q, mask, rows, u, fraction, out):  # pragma: no cover - compiled
+        n_actions = q.shape[1]
+        keys = np.empty(n_actions, dtype=np.uint32)
+        spare = np.empty(n_actions, dtype=np.uint32)
+        counts = np.empty(256, dtype=np.int64)
+        for i in range(rows.shape[0]):
+            r = rows[i]
+            everything = True  # a row that allows nothing draws among all actions
+            for a in range(n_actions):
+                if mask[r, a]:
+                    everything = False
+                    break
+            c = 0  # the allowed scores' keys, gathered without a branch per action
+            for a in range(n_actions):
+                keys[c] = _descending_key(q[r, a])
+                c += everything | mask[r, a]
+            # top_n_sample's k and pick, in the same arithmetic as its torch path
+            k = max(1, int(math.ceil(np.float64(c) * fraction)))
+            k = min(k, c)
+            p = min(int(np.float32(u[i]) * np.float32(k)), k - 1)
+            # radix select, 8 bits a pass from the top: the key of rank p (0-based)
+            src, dst = keys, spare
+            shift = np.uint32(24)
+            while True:
+                counts[:] = 0
+                for j in range(c):
+                    counts[(src[j] >> shift) & np.uint32(255)] += 1
+                bucket = 0
+                while p >= counts[bucket]:
+                    p -= counts[bucket]
+                    bucket += 1
+                m = 0
+                for j in range(c):
+                    dst[m] = src[j]
+                    m += ((src[j] >> shift) & np.uint32(255)) == bucket
+                src, dst = dst, src
+                c = m
+                if c == 1 or shift == 0:
+                    break
+                shift -= np.uint32(8)
+            v = np.float32(0.0)
+            for a in range(n_actions):  # the score with that key
+                if (everything | mask[r, a]) and _descending_key(q[r, a]) == src[0]:
+                    v = q[r, a]
+                    break
+            ahead = 0  # allowed actions scoring higher; ties with v then go by action index
+            for a in range(n_actions):
+                ahead += (everything | mask[r, a]) & (q[r, a] > v)
+            t = min(int(np.float32(u[i]) * np.float32(k)), k - 1) - ahead
+            for a in range(n_actions):
+                if (everything | mask[r, a]) and q[r, a] == v:
+                    if t == 0:
+                        out[i] = a
+                        break
+                    t -= 1
+
+
+def top_n_pick(q: np.ndarray, mask: np.ndarray, rows: np.ndarray, u: np.ndarray, n_pct: float) -> np.ndarray:
+    """Top-n% sampling's choice on the CPU: draw ``i`` takes, in row ``rows[i]``, the allowed action
+    of rank ``min(floor(u[i] * k), k - 1)`` by ``q`` (0 = the best), ``k = max(1, ceil(n_pct / 100 *
+    allowed))`` (:func:`agents.sampling.top_n_sample`'s arithmetic; a row that allows nothing
+    allows everything).
+
+    Each draw's rank is a radix selection on the bits of the allowed float32 scores (linear time,
+    no data-dependent branch per value) instead of a sort of the top ``k`` of every row
+    (``torch.topk``, ~7 µs a row on this project's machine). Equal scores rank by action index.
+
+    Args:
+        q: float32 scores ``(batch, n_actions)``.
+        mask: allowed actions, bool ``(batch, n_actions)``.
+        rows: int64 ``(m,)``, the row of each draw.
+        u: float32 ``(m,)`` uniform numbers in [0, 1), one per draw.
+        n_pct: percentage of the allowed actions to sample from.
+
+    Example:
+        >>> q = np.array([[0.5, 3.0, 2.0, 1.0]], np.float32)
+        >>> allowed = np.array([[True, False, True, True]])  # ranked 2, 3, 0
+        >>> top_n_pick(q, allowed, np.zeros(3, np.int64), np.array([0.1, 0.5, 0.9], np.float32), 100.0).tolist()
+        [2, 3, 0]
+    """
+    if not AVAILABLE:  # pragma: no cover
+        raise RuntimeError("agents.kernels needs numba: pip install numba")
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    u = np.ascontiguousarray(u, dtype=np.float32)
+    if q.dtype != np.float32 or q.shape != mask.shape or rows.shape != u.shape or (
+            rows.size and not 0 <= rows.min() <= rows.max() < len(q)):
+        raise ValueError(f"Invalid arguments: q {q.dtype} {q.shape} (float32), mask {mask.shape} (the same shape), "
+                         f"rows {rows.shape} (indices into q's rows) and u {u.shape} (one per row index).")
+    out = np.empty(rows.shape[0], dtype=np.int64)
+    _top_n_pick(np.ascontiguousarray(q), np.ascontiguousarray(mask, dtype=bool), rows, u, float(n_pct) / 100.0, out)
+    return out
 
 
 def pair_scores(state: np.ndarray, action: np.ndarray, out_weight: np.ndarray, out_bias: np.ndarray,

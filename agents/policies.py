@@ -489,11 +489,18 @@ class ConstrainedDQNPolicy(DQNPolicy):
         return actions, state
 
     def set_training_mode(self, mode: bool) -> None:
-        # SB3 calls this at every step; nn.Module.train(mode) re-sets the flag of all ~40 submodules
-        # through nn.Module.__setattr__ (~0.4 ms), so it runs only where some module is in the other mode.
-        # The oracles are submodules: train() reaches them.
-        if any(m.training != mode for m in self.modules()):
-            super().set_training_mode(mode)
+        """The Q-network's and the oracles' mode (SB3's DQNPolicy sets the Q-network's only).
+
+        SB3 calls this at every step, and ``nn.Module.train`` re-sets the flag of every submodule
+        through ``nn.Module.__setattr__`` (~0.4 ms a call), so a network already in ``mode`` (its
+        own flag; ``train`` sets the whole tree) is left as it is.
+        """
+        nets = [self.q_net, *getattr(self, "oracles", [])]
+        if self.training == mode and all(net.training == mode for net in nets):
+            return
+        super().set_training_mode(mode)
+        for oracle in nets[1:]:
+            oracle.set_training_mode(mode)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -53,6 +53,43 @@ def test_top_n_sample_only_allowed_and_uniform_over_top_k():
         top_n_sample(q, mask, n_pct=120)
 
 
+def test_top_n_kernel_picks_what_torch_topk_picks():
+    from agents import kernels
+
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(0)
+    for trial in range(300):  # every rank of small rows, against a stable sort (ties by action index)
+        n = int(rng.integers(1, 40))
+        q = (rng.integers(-3, 3, (1, n)) if trial % 2 else rng.standard_normal((1, n)) * 10.0 ** rng.integers(-30, 30))
+        q = q.astype(np.float32)
+        mask = rng.random((1, n)) < 0.6
+        mask[0, int(rng.integers(n))] = True
+        allowed = np.flatnonzero(mask[0])
+        want = allowed[np.lexsort((allowed, -q[0, allowed]))]
+        u = ((np.arange(len(allowed)) + 0.5) / len(allowed)).astype(np.float32)
+        assert kernels.top_n_pick(q, mask, np.zeros(len(u), np.int64), u, 100.0).tolist() == want.tolist()
+    saved = kernels.AVAILABLE
+    try:
+        for seed in range(40):  # top_n_sample's two paths: the same draws give the same actions (no ties)
+            g = torch.Generator().manual_seed(seed)
+            n = int(torch.randint(1, 120, (1,), generator=g))
+            q = torch.argsort(torch.rand(n, 800, generator=g), dim=1).float() / 100 - 4  # no ties: topk orders
+            mask = torch.rand(n, 800, generator=g) < float(torch.rand(1, generator=g))  # those as it likes
+            mask[0] = seed % 3 != 0  # a row that allows nothing draws among all actions
+            rows = torch.randint(0, n, (300,), generator=g) if seed % 2 else None
+            picks = []
+            for available in (True, False):
+                kernels.AVAILABLE = available
+                picks.append(top_n_sample(q, mask, [0.0, 5.0, 20.0, 100.0][seed % 4],
+                                          torch.Generator().manual_seed(seed), rows))
+            assert torch.equal(*picks)
+    finally:
+        kernels.AVAILABLE = saved
+    with pytest.raises(ValueError, match="float32"):
+        kernels.top_n_pick(np.zeros((1, 4)), np.ones((1, 4), bool), np.zeros(1, np.int64), np.zeros(1, np.float32), 20)
+
+
 def test_uniform_allowed_where_picks_the_same_actions_in_fewer_rows():
     mask = torch.rand(200, 800, generator=torch.Generator().manual_seed(2)) > 0.6
     mask[3] = False  # a row with nothing allowed draws among all actions
@@ -164,6 +201,15 @@ def test_masked_kernel_scores_only_allowed_pairs_with_the_same_values():
         pair_scores(np.zeros((2, 64), np.float32), np.zeros((800, 64), np.float32),
                     np.zeros((1, 64), np.float32), np.zeros(1, np.float32), np.arange(800),
                     np.ones((3, 800), bool))
+
+
+def test_training_mode_reaches_the_q_network_and_every_oracle():
+    policy = tiny_model().policy
+    assert policy.n_constraints == 2
+    for mode in (True, False, False, True):
+        policy.set_training_mode(mode)
+        nets = [policy.q_net, *policy.oracles]
+        assert policy.training == mode and all(m.training == mode for n in nets for m in n.modules())
 
 
 def test_action_part_equals_the_one_hot_layers():
