@@ -62,68 +62,81 @@ if AVAILABLE:
 
     @numba.njit(cache=True, inline="always")
     def _descending_key(x):  # pragma: no cover - compiled
-        """uint32 key of a float32 whose ascending order is the floats' descending order."""
-        bits = np.uint32(np.float32(x).view(np.uint32))
+        """uint32 key of a float32 whose ascending order is the floats' descending order (-0 as +0,
+        so equal keys are equal floats)."""
+        bits = np.uint32(np.float32(np.float32(x) + np.float32(0.0)).view(np.uint32))
         if bits >> np.uint32(31):
             return np.uint32(bits)  # negative: ~(~bits)
         return np.uint32(~np.uint32(bits | np.uint32(0x80000000)))
 
     @numba.njit(cache=True)
-    def _top_n_pick(q, mask, rows, u, fraction, out):  # pragma: no cover - compiled
+    def _radix_select(work, spare, counts, n, p):  # pragma: no cover - compiled
+        """The p-th smallest (0-based) of work[:n], 8 bits a pass from the top (work is clobbered)."""
+        src, dst = work, spare
+        shift = np.uint32(24)
+        while True:
+            counts[:] = 0
+            for j in range(n):
+                counts[(src[j] >> shift) & np.uint32(255)] += 1
+            bucket = 0
+            while p >= counts[bucket]:
+                p -= counts[bucket]
+                bucket += 1
+            m = 0
+            for j in range(n):  # compaction without a branch per value
+                dst[m] = src[j]
+                m += ((src[j] >> shift) & np.uint32(255)) == bucket
+            src, dst = dst, src
+            n = m
+            if n == 1 or shift == 0:
+                return src[0]
+            shift -= np.uint32(8)
+
+    SORT_AT = 16  # draws from one row above which the row is sorted once instead of selected per draw
+
+    @numba.njit(cache=True)
+    def _top_n_pick(q, mask, order, starts, group_rows, u, fraction, out):  # pragma: no cover - compiled
         n_actions = q.shape[1]
         keys = np.empty(n_actions, dtype=np.uint32)
+        actions = np.empty(n_actions, dtype=np.int64)
+        work = np.empty(n_actions, dtype=np.uint32)
         spare = np.empty(n_actions, dtype=np.uint32)
         counts = np.empty(256, dtype=np.int64)
-        for i in range(rows.shape[0]):
-            r = rows[i]
+        for g in range(group_rows.shape[0]):
+            r = group_rows[g]
             everything = True  # a row that allows nothing draws among all actions
             for a in range(n_actions):
                 if mask[r, a]:
                     everything = False
                     break
-            c = 0  # the allowed scores' keys, gathered without a branch per action
+            c = 0  # the allowed actions and their keys, gathered without a branch per action
             for a in range(n_actions):
                 keys[c] = _descending_key(q[r, a])
+                actions[c] = a
                 c += everything | mask[r, a]
             # top_n_sample's k and pick, in the same arithmetic as its torch path
-            k = max(1, int(math.ceil(np.float64(c) * fraction)))
-            k = min(k, c)
-            p = min(int(np.float32(u[i]) * np.float32(k)), k - 1)
-            # radix select, 8 bits a pass from the top: the key of rank p (0-based)
-            src, dst = keys, spare
-            shift = np.uint32(24)
-            while True:
-                counts[:] = 0
+            k = min(max(1, int(math.ceil(np.float64(c) * fraction))), c)
+            if starts[g + 1] - starts[g] > SORT_AT:  # many draws: rank the row once (stable: ties by index)
+                ranked = np.argsort(keys[:c], kind="mergesort")
+                for d in range(starts[g], starts[g + 1]):
+                    i = order[d]
+                    out[i] = actions[ranked[min(int(np.float32(u[i]) * np.float32(k)), k - 1)]]
+                continue
+            for d in range(starts[g], starts[g + 1]):
+                i = order[d]
+                p = min(int(np.float32(u[i]) * np.float32(k)), k - 1)
+                work[:c] = keys[:c]
+                key = _radix_select(work, spare, counts, c, p)
+                ahead = 0  # allowed actions ranked before the key; ties then go by action index
                 for j in range(c):
-                    counts[(src[j] >> shift) & np.uint32(255)] += 1
-                bucket = 0
-                while p >= counts[bucket]:
-                    p -= counts[bucket]
-                    bucket += 1
-                m = 0
+                    ahead += keys[j] < key
+                t = p - ahead
                 for j in range(c):
-                    dst[m] = src[j]
-                    m += ((src[j] >> shift) & np.uint32(255)) == bucket
-                src, dst = dst, src
-                c = m
-                if c == 1 or shift == 0:
-                    break
-                shift -= np.uint32(8)
-            v = np.float32(0.0)
-            for a in range(n_actions):  # the score with that key
-                if (everything | mask[r, a]) and _descending_key(q[r, a]) == src[0]:
-                    v = q[r, a]
-                    break
-            ahead = 0  # allowed actions scoring higher; ties with v then go by action index
-            for a in range(n_actions):
-                ahead += (everything | mask[r, a]) & (q[r, a] > v)
-            t = min(int(np.float32(u[i]) * np.float32(k)), k - 1) - ahead
-            for a in range(n_actions):
-                if (everything | mask[r, a]) and q[r, a] == v:
-                    if t == 0:
-                        out[i] = a
-                        break
-                    t -= 1
+                    if keys[j] == key:
+                        if t == 0:
+                            out[i] = actions[j]
+                            break
+                        t -= 1
 
 
 def top_n_pick(q: np.ndarray, mask: np.ndarray, rows: np.ndarray, u: np.ndarray, n_pct: float) -> np.ndarray:
@@ -133,8 +146,9 @@ def top_n_pick(q: np.ndarray, mask: np.ndarray, rows: np.ndarray, u: np.ndarray,
     allows everything).
 
     Each draw's rank is a radix selection on the bits of the allowed float32 scores (linear time,
-    no data-dependent branch per value) instead of a sort of the top ``k`` of every row
-    (``torch.topk``, ~7 µs a row on this project's machine). Equal scores rank by action index.
+    no data-dependent branch per value), or, for a row with many draws (generation), one stable
+    sort of its allowed scores, instead of a sort of the top ``k`` of every row (``torch.topk``,
+    ~7 µs a row on this project's machine). Equal scores rank by action index.
 
     Args:
         q: float32 scores ``(batch, n_actions)``.
@@ -157,8 +171,12 @@ def top_n_pick(q: np.ndarray, mask: np.ndarray, rows: np.ndarray, u: np.ndarray,
             rows.size and not 0 <= rows.min() <= rows.max() < len(q)):
         raise ValueError(f"Invalid arguments: q {q.dtype} {q.shape} (float32), mask {mask.shape} (the same shape), "
                          f"rows {rows.shape} (indices into q's rows) and u {u.shape} (one per row index).")
+    order = np.argsort(rows, kind="stable")  # the draws grouped by row: each row is gathered once
+    ordered = rows[order]
+    starts = np.flatnonzero(np.diff(ordered, prepend=-1)).astype(np.int64)
     out = np.empty(rows.shape[0], dtype=np.int64)
-    _top_n_pick(np.ascontiguousarray(q), np.ascontiguousarray(mask, dtype=bool), rows, u, float(n_pct) / 100.0, out)
+    _top_n_pick(np.ascontiguousarray(q), np.ascontiguousarray(mask, dtype=bool), order, np.append(starts, len(rows)),
+                ordered[starts], u, float(n_pct) / 100.0, out)
     return out
 
 

@@ -102,12 +102,13 @@ def merge_noop_actions(q: torch.Tensor, mask: torch.Tensor, n_counts: int = N_CO
         >>> merge_noop_actions(q, torch.ones(1, 4, dtype=torch.bool), n_counts=2).tolist()
         [[True, True, False, True]]
     """
-    noop = torch.zeros(mask.shape[1], dtype=torch.bool, device=mask.device)
-    noop[::n_counts] = True
-    scores = q.masked_fill(~(mask & noop), float("-inf"))
-    best = scores.argmax(dim=1)
-    has_noop = any_true(mask & noop, dim=1)
-    keep = mask & ~noop
+    # only the count-0 columns (every n_counts-th) are ranked: argmax over them in column order picks
+    # the same action as over whole rows with the others at -inf
+    noop_mask = mask[:, ::n_counts]
+    best = q[:, ::n_counts].masked_fill(~noop_mask, float("-inf")).argmax(dim=1) * n_counts
+    has_noop = any_true(noop_mask, dim=1)
+    keep = mask.clone()
+    keep[:, ::n_counts] = False
     keep[torch.arange(len(mask), device=mask.device)[has_noop], best[has_noop]] = True
     return keep
 

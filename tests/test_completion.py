@@ -375,6 +375,23 @@ def test_batched_equals_per_state(constraint: str, step: int) -> None:
     np.testing.assert_array_equal(completable_action_masks(batch, step, constraint), got)  # warm
 
 
+@pytest.mark.parametrize("constraint", CONSTRAINTS)
+def test_row_blocks_in_threads_give_the_same_masks(constraint: str) -> None:
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one numba thread")
+    rng = np.random.default_rng(SEED + 7)
+    batch = np.stack([random_state(rng, 3) for _ in range(400)])
+    rule, before = completion._rule(constraint), numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = rule.masks(batch, 3)
+        numba.set_num_threads(2)  # two blocks of 200 rows, one a thread
+        np.testing.assert_array_equal(rule.masks(batch, 3), one)
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_batched_bad_inputs_raise() -> None:
     with pytest.raises(ValueError, match=r"\(n, 80\)"):
         completable_action_masks(empty(), 2, "charge_neutral")

@@ -242,13 +242,23 @@ class _Rule:
         ).hexdigest()  # fmt: skip
 
     def masks(self, arr: np.ndarray, step: int) -> np.ndarray:
-        """Exact masks ``bool (n, 800)`` of checked states at step 2, 3 or 4 (no cache)."""
+        """Exact masks ``bool (n, 800)`` of checked states at step 2, 3 or 4 (no cache).
+
+        Each row is decided on its own (the kernel's scratch state is reset per row), so blocks of
+        rows run in parallel threads, as many as numba's thread count (``numba.set_num_threads``,
+        ``NUMBA_NUM_THREADS``), with the same result.
+        """
+        arr = np.ascontiguousarray(arr, dtype=np.int64)
         out = np.zeros((len(arr), N_ELEMENTS, N_COUNTS), dtype=np.bool_)
-        _masks_kernel(
-            np.ascontiguousarray(arr, dtype=np.int64), step, self.big, self.sv, self.side_states,
-            self.n_side_states, self.state_bits, self.x, self.carriers, self.en,
-            self.single_element_valid, out,
-        )  # fmt: skip
+        args = (step, self.big, self.sv, self.side_states, self.n_side_states, self.state_bits, self.x,
+                self.carriers, self.en, self.single_element_valid)
+        threads = min(_threads(), len(arr) // _ROWS_PER_THREAD)
+        if threads <= 1:
+            _masks_kernel(arr, *args, out)
+        else:
+            bounds = np.linspace(0, len(arr), threads + 1).astype(int)
+            blocks = [(arr[a:b], out[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+            list(_pool().map(lambda block: _masks_kernel(block[0], *args, block[1]), blocks))
         return out.reshape(len(arr), N_ACTIONS)
 
     def check_proof(self) -> None:
@@ -262,6 +272,31 @@ class _Rule:
                 f"_PROOF_FINGERPRINTS[{self.name!r}] = {self.fingerprint!r} in "
                 "oxide_env/chemistry/completion.py."
             )
+
+
+_ROWS_PER_THREAD = 64  # fewer rows than this per thread are not worth a thread's start
+
+
+def _threads() -> int:
+    try:
+        import numba
+
+        return int(numba.get_num_threads())
+    except ImportError:  # pragma: no cover - without numba the kernel holds the GIL anyway
+        return 1
+
+
+_POOL: list = []  # [(pid, executor)]: a forked child starts its own (the parent's threads are not in it)
+
+
+def _pool():
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not _POOL or _POOL[0][0] != os.getpid():
+        _POOL[:] = [(os.getpid(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                                     thread_name_prefix="completion"))]
+    return _POOL[0][1]
 
 
 def _make_rule(constraint: str) -> _Rule:
@@ -489,7 +524,7 @@ def _second_new(res, p, pat_sides, pat_bounds, items, cnt, k, is_item, c_o, big,
                         break
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # nogil: row blocks run in parallel threads (_Rule.masks)
 def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x, carriers, en,
                   single_valid, out):  # pragma: no cover - compiled
     """Masks ``out (n, 80, 10)`` (OR-ed into) of the states ``arr (n, 80)`` at step 2, 3 or 4.
