@@ -26,9 +26,7 @@ def any_true(mask: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tenso
         >>> any_true(torch.tensor([[False, True], [False, False]]), dim=1).tolist()
         [True, False]
     """
-    if mask.numel() == 0:
-        return mask.any(dim=dim, keepdim=keepdim)
-    return mask.view(torch.uint8).amax(dim=dim, keepdim=keepdim).bool()
+    return _reduce_bytes(mask, "any", dim, keepdim)
 
 
 def all_true(mask: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
@@ -38,9 +36,14 @@ def all_true(mask: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tenso
         >>> all_true(torch.tensor([[True, True], [False, True]]), dim=0).tolist()
         [False, True]
     """
-    if mask.numel() == 0:
-        return mask.all(dim=dim, keepdim=keepdim)
-    return mask.view(torch.uint8).amin(dim=dim, keepdim=keepdim).bool()
+    return _reduce_bytes(mask, "all", dim, keepdim)
+
+
+def _reduce_bytes(mask: torch.Tensor, how: str, dim: int, keepdim: bool) -> torch.Tensor:
+    if mask.numel() == 0:  # torch's max / min refuse empty tensors
+        return getattr(mask, how)(dim=dim, keepdim=keepdim)
+    as_bytes = mask.view(torch.uint8)
+    return (as_bytes.amax if how == "any" else as_bytes.amin)(dim=dim, keepdim=keepdim).bool()
 
 
 def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,

@@ -90,6 +90,17 @@ def test_top_n_kernel_picks_what_torch_topk_picks():
         kernels.top_n_pick(np.zeros((1, 4)), np.ones((1, 4), bool), np.zeros(1, np.int64), np.zeros(1, np.float32), 20)
 
 
+def test_byte_reductions_equal_torch_any_and_all():
+    from agents.sampling import all_true, any_true
+
+    for shape in ((7, 800), (0, 800), (3, 0)):
+        mask = torch.rand(shape, generator=torch.Generator().manual_seed(1)) < 0.01
+        for dim in (0, 1):
+            for keepdim in (False, True):
+                assert torch.equal(any_true(mask, dim, keepdim), mask.any(dim=dim, keepdim=keepdim))
+                assert torch.equal(all_true(~mask, dim, keepdim), (~mask).all(dim=dim, keepdim=keepdim))
+
+
 def test_uniform_allowed_where_picks_the_same_actions_in_fewer_rows():
     mask = torch.rand(200, 800, generator=torch.Generator().manual_seed(2)) > 0.6
     mask[3] = False  # a row with nothing allowed draws among all actions
