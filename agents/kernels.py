@@ -40,16 +40,22 @@ NEGATIVE_SLOPE = 0.01  # torch.nn.LeakyReLU's default
 if AVAILABLE:
 
     @numba.njit(parallel=True, fastmath={"reassoc", "contract", "nsz"}, cache=True)
-    def _scores(state, action, out_weight, out_bias, columns, mask, result):  # pragma: no cover - compiled
+    def _scores(state, action, out_weight, out_bias, columns, out_columns, mask, fill,
+                result):  # pragma: no cover - compiled
         n_states = state.shape[0]
         n_nets, hidden = out_weight.shape
         slope = np.float32(NEGATIVE_SLOPE)
         for b in numba.prange(n_states):
+            if fill:  # dense output: the columns not scored read -inf
+                for k in range(n_nets):
+                    for o in range(result.shape[2]):
+                        result[k, b, o] = -np.inf
             for c in range(columns.shape[0]):
                 a = columns[c]
+                o = out_columns[c]
                 if not mask[b, a]:
                     for k in range(n_nets):
-                        result[k, b, c] = -np.inf
+                        result[k, b, o] = -np.inf
                     continue
                 for k in range(n_nets):
                     acc = np.float32(0.0)
@@ -57,7 +63,7 @@ if AVAILABLE:
                     for j in range(hidden):
                         x = state[b, base + j] + action[a, base + j]
                         acc += out_weight[k, j] * (x if x > 0 else slope * x)
-                    result[k, b, c] = acc + out_bias[k]
+                    result[k, b, o] = acc + out_bias[k]
 
 
     @numba.njit(cache=True, inline="always")
@@ -181,8 +187,9 @@ def top_n_pick(q: np.ndarray, mask: np.ndarray, rows: np.ndarray, u: np.ndarray,
 
 
 def pair_scores(state: np.ndarray, action: np.ndarray, out_weight: np.ndarray, out_bias: np.ndarray,
-                columns: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Scores ``(n_nets, batch, len(columns))`` of ``n_nets`` networks.
+                columns: np.ndarray, mask: np.ndarray | None = None, dense: bool = False) -> np.ndarray:
+    """Scores ``(n_nets, batch, len(columns))`` of ``n_nets`` networks (``dense``: ``(n_nets, batch,
+    n_actions)``, -inf in the columns not listed).
 
     Args:
         state: state parts of the hidden pre-activation, networks side by side,
@@ -208,8 +215,11 @@ def pair_scores(state: np.ndarray, action: np.ndarray, out_weight: np.ndarray, o
     elif mask.shape != (state.shape[0], action.shape[0]):
         raise ValueError(f"Invalid mask of shape {mask.shape}: expected {(state.shape[0], action.shape[0])}, one "
                          "row per state and one column per action.")
-    result = np.empty((n_nets, state.shape[0], len(columns)), dtype=np.float32)
+    columns = np.ascontiguousarray(columns, dtype=np.int64)
+    width = action.shape[0] if dense else len(columns)
+    result = np.empty((n_nets, state.shape[0], width), dtype=np.float32)
     _scores(np.ascontiguousarray(state, dtype=np.float32), np.ascontiguousarray(action, dtype=np.float32),
             np.ascontiguousarray(out_weight, dtype=np.float32), np.ascontiguousarray(out_bias, dtype=np.float32),
-            np.ascontiguousarray(columns, dtype=np.int64), np.ascontiguousarray(mask, dtype=bool), result)
+            columns, columns if dense else np.arange(len(columns)), np.ascontiguousarray(mask, dtype=bool),
+            dense and len(columns) < width, result)
     return result

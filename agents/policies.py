@@ -81,16 +81,12 @@ def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor |
         bias = torch.cat([n.out.bias for n in nets]).numpy()
     threads = torch.get_num_threads()
     rows = None if mask is None else mask.to("cpu", torch.bool).numpy()
-    raw = torch.from_numpy(kernels.pair_scores(state, action, weight, bias, cols.numpy(), rows))
+    full = torch.from_numpy(kernels.pair_scores(state, action, weight, bias, cols.numpy(), rows, dense=True))
     if torch.get_num_threads() != threads:
         # numba's OpenMP layer sets the process's OpenMP thread count, which torch shares: left at
         # numba's (all cores), every later torch op (e.g. MaskablePPO's) ran on 2 threads that
         # spin-wait on a busy machine (the Table 1 taste's PPO took 165 s instead of 14 s)
         torch.set_num_threads(threads)
-    if len(cols) == N_ACTIONS and bool((cols == torch.arange(N_ACTIONS)).all()):
-        return raw
-    full = torch.full((len(nets), obs.shape[0], N_ACTIONS), float("-inf"))
-    full[:, :, cols] = raw
     return full
 
 
