@@ -311,7 +311,7 @@ class EpisodeBatch:
         if self.constraint_lookahead:
             last = np.flatnonzero(self.steps[rows] == N_STEPS - 1)
             if last.size:
-                meets = self.lookahead_masks(self.counts[rows[last]])
+                meets = self.lookahead_masks(self.counts[rows[last]], mask[last])
                 allowed = mask[last] & meets
                 ok = allowed.any(axis=1)
                 mask[last[ok]] = allowed[ok]
@@ -328,22 +328,28 @@ class EpisodeBatch:
                     fallback[j] = True
         return hard, mask, fallback
 
-    def lookahead_masks(self, counts: np.ndarray) -> np.ndarray:
+    def lookahead_masks(self, counts: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
         """``bool (m, 800)``: the last-step actions whose final design meets the reward model's constraints.
 
-        ``counts`` are states before the last action; only oxygen 1-9 can be True.
+        ``counts`` are states before the last action; only oxygen 1-9 can be True. With ``allowed``
+        (``bool (m, 800)``, the masks so far) only the completions it allows are checked, the others
+        read False: the step ANDs the two, so the result is the same at a fraction of the checks
+        (with exact oxide-rule masks ~2 of the 9 oxygen counts are still allowed).
         """
         m = len(counts)
         finals = np.repeat(np.asarray(counts, dtype=np.int64), len(_LAST_ACTIONS), axis=0)
         finals[:, OXYGEN_INDEX] += np.tile(np.arange(1, N_COUNTS), m)
+        check = np.ones(len(finals), dtype=bool) if allowed is None else \
+            np.asarray(allowed, dtype=bool)[:, _LAST_ACTIONS].reshape(-1)
         model = self.reward_model
-        if hasattr(model, "constraints_met"):  # the flag alone, without rewards or other predictions
-            meets = np.asarray(model.constraints_met(finals), dtype=bool)
-        else:
-            meets = model.evaluate(finals).flags["constraints_satisfied"]
-        meets = meets.reshape(m, len(_LAST_ACTIONS))
+        meets = np.zeros(len(finals), dtype=bool)
+        if check.any():
+            if hasattr(model, "constraints_met"):  # the flag alone, without rewards or other predictions
+                meets[check] = np.asarray(model.constraints_met(finals[check]), dtype=bool)
+            else:
+                meets[check] = model.evaluate(finals[check]).flags["constraints_satisfied"]
         out = np.zeros((m, N_ACTIONS), dtype=bool)
-        out[:, _LAST_ACTIONS] = meets
+        out[:, _LAST_ACTIONS] = meets.reshape(m, len(_LAST_ACTIONS))
         return out
 
     def formulas(self, rows: np.ndarray | Sequence[int] | None = None) -> list[str]:

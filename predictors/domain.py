@@ -40,7 +40,8 @@ from predictors.base import PREDICTOR_NAMES, check_name, weights_dir
 __all__ = ["DomainModel", "fit_domain", "load_domain"]
 
 _BLOCK = 2048
-_QUERY_BLOCK = 256
+_QUERY_BLOCK = 64
+_REFERENCE_BLOCK = 16384
 
 
 @dataclass
@@ -89,14 +90,26 @@ class DomainModel:
                 out[start : start + len(b)] = np.sqrt(np.partition(d2, 1, axis=1)[:, 1])
             return out
         # the nearest row by |r|^2 - 2 q.r in float32, in place on small blocks (an env scores every
-        # terminal batch), then its distance again in float64
+        # terminal batch), then its distance again in float64. The training rows are scanned in
+        # blocks too, keeping each query's best so far: a (64, 16384) block stays in cache, where
+        # (256, 84k) went through memory (3x slower). Strict "<" across blocks and argmin's first
+        # index within one keep the first nearest row, as one argmin over all rows would.
+        rows = np.arange(_QUERY_BLOCK)
         for start in range(0, len(q), _QUERY_BLOCK):
             b = q[start : start + _QUERY_BLOCK]
-            x = b @ ref.T
-            x *= -2.0
-            x += ref_norm
-            nearest = ref[x.argmin(axis=1)].astype(np.float64)
-            out[start : start + len(b)] = np.sqrt(((b.astype(np.float64) - nearest) ** 2).sum(axis=1))
+            best = np.full(len(b), np.inf, dtype=np.float32)
+            nearest = np.zeros(len(b), dtype=np.int64)
+            for first in range(0, len(ref), _REFERENCE_BLOCK):
+                x = b @ ref[first : first + _REFERENCE_BLOCK].T
+                x *= -2.0
+                x += ref_norm[first : first + _REFERENCE_BLOCK]
+                i = x.argmin(axis=1)
+                value = x[rows[: len(b)], i]
+                closer = value < best
+                best[closer] = value[closer]
+                nearest[closer] = i[closer] + first
+            out[start : start + len(b)] = np.sqrt(((b.astype(np.float64) - ref[nearest].astype(np.float64)) ** 2
+                                                   ).sum(axis=1))
         return out
 
     def score(self, compositions: str | Sequence[str] | np.ndarray) -> np.ndarray:

@@ -190,6 +190,32 @@ def test_lookahead_masks_exactly_the_last_steps_that_break_a_constraint() -> Non
     assert result.terminal.flags["constraints_satisfied"][~fell_back].all()
 
 
+def test_lookahead_checks_only_the_completions_the_exact_masks_allow() -> None:
+    from oxide_env.chemistry.episode import N_STEPS
+    from oxide_env.core import EpisodeBatch
+
+    model = _lookahead_model()
+    rng = np.random.default_rng(1)
+    exact = EpisodeBatch(200, None, exact_masks="oxide_rule")
+    look = EpisodeBatch(200, model, exact_masks="oxide_rule", constraint_lookahead=True)
+    for _ in range(N_STEPS - 1):
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in exact.masks])
+        exact.step(actions)
+        look.step(actions)
+    oxygen = E.index("O")
+    allowed = exact.masks[:, 10 * oxygen + 1 : 10 * oxygen + 10]  # the exact masks' oxygen counts 1-9
+    assert allowed.sum() < 0.5 * allowed.size  # the exact masks already drop most completions
+    assert len(model._met_cache) == allowed.sum()  # and only the others were checked
+    finals = np.repeat(exact.counts, 9, axis=0)
+    finals[:, oxygen] += np.tile(np.arange(1, 10), 200)
+    energy = finals[:, oxygen] - (finals.sum(axis=1) - finals[:, oxygen])
+    meets = (energy <= 3.0).reshape(200, 9) & allowed  # what the step keeps, computed independently
+    for i in range(200):
+        want = np.zeros(800, dtype=bool)
+        want[10 * oxygen + 1 + np.flatnonzero(meets[i] if meets[i].any() else allowed[i])] = True
+        assert (look.masks[i] == want).all() and look.fallback[i] == (not meets[i].any() and allowed[i].any())
+
+
 @pytest.mark.parametrize("task, spec", [
     ("bulk_modulus", {"oxide_rule": True, "formation_energy": ("<=", -0.5), "in_domain": True, "novel": True,
                       "e_above_hull": ("<=", 0.1)}),

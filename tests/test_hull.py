@@ -169,3 +169,22 @@ def test_pickled_hull_drops_its_cache_and_answers_the_same(known) -> None:
     copy = pickle.loads(pickle.dumps(hull))
     assert hull._ready and not copy._ready
     np.testing.assert_allclose(copy.hull_energy(queries), want, atol=1e-12)
+
+
+def test_domain_blocks_pick_the_row_one_argmin_over_all_rows_picks() -> None:
+    """The scan in blocks of training rows returns the same nearest rows (bit for bit) as one argmin
+    of |r|^2 - 2 q.r over all of them, the formation-energy domain's 84k rows included."""
+    from oxide_env.chemistry.baseline import random_oxides
+    from oxide_env.chemistry.features import featurize
+    from predictors.domain import load_domain
+
+    domain = load_domain("formation_energy")
+    assert len(domain.reference) > 16384  # several blocks
+    features = featurize(random_oxides(200, seed=6))
+    q = domain.project(features)
+    x = q @ domain.reference.T
+    x *= -2.0
+    x += domain._reference_norms
+    nearest = domain.reference[x.argmin(axis=1)].astype(np.float64)
+    want = np.sqrt(((q.astype(np.float64) - nearest) ** 2).sum(axis=1))
+    assert np.array_equal(domain.score_features(features), want)
