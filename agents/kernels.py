@@ -1,4 +1,5 @@
-"""A fused CPU kernel that scores every action with several paper networks at once.
+"""CPU kernels of acting: scoring every action with several paper networks at once, and
+top-n% sampling's selection (:func:`top_n_pick`).
 
 The paper's networks (:class:`~agents.policies.PairNet`) end in
 ``out(LeakyReLU(state_part(s) + action_part(a)))``: for each state, each action and each
@@ -6,7 +7,7 @@ network that is 64 adds, 64 LeakyReLUs and 64 multiply-adds. Torch does this as 
 passes over a ``(batch, 800, 64)`` temporary per network; this numba kernel does it in one
 pass over registers, for the Q-network and the oracles together, and only for the
 (state, action) pairs the states' masks allow. On 2 CPU cores it scores a state with three networks
-in 11 µs instead of 180 µs (``python benchmarks/agent_speed.py`` measures both).
+in 12-16 µs instead of 146-250 µs (``python benchmarks/agent_speed.py`` measures both).
 
 Used for inference on the CPU (no gradients: acting, generation, the Bellman target's max);
 the gradient steps and GPU policies use torch. Every
