@@ -178,11 +178,10 @@ PPO_ENVS = 50
 
 
 def _ppo_env(task: BenchTask, method: Method, n_envs: int, seed: int):
-    from agents.vec_env import make_oxide_vec_env
+    from agents.train import build_env
 
-    return make_oxide_vec_env(n_envs, seed=seed, task=task.task, lam=task.lam, exact_masks=method.exact_masks,
-                              constraints=method.design_constraints, constraint_lookahead=method.constraint_lookahead,
-                              report="reward")
+    # the same training env as the DQN runs' (one home for its settings), with PPO's number of copies
+    return build_env(_agent_run(task, method, seed, 1), n_envs)
 
 
 def _train_maskable_ppo(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path, *,

@@ -180,6 +180,12 @@ class DesignConstraints:
         names += ["novel"] if self.novel else []
         return (*names, "constraints_satisfied")
 
+    @property
+    def predictor_names(self) -> tuple[str, ...]:
+        """The predictors the constraints read: each bounded property, then formation energy for the hull."""
+        names = [n for n, _, _ in self.properties] + (["formation_energy"] if self.e_above_hull is not None else [])
+        return tuple(dict.fromkeys(names))
+
 
 def property_flag(name: str, op: str, bound: float) -> str:
     """The ``info`` key of a property constraint, e.g. ``formation_energy_le_-0.5``."""
@@ -572,8 +578,7 @@ class RewardModel:
             alive = alive[oxide_rule(batch)]
         if c.novel and alive.size:
             alive = alive[self._novel(batch[alive])]
-        names = list(dict.fromkeys([n for n, _, _ in c.properties]
-                                   + (["formation_energy"] if c.e_above_hull is not None else [])))
+        names = list(c.predictor_names)
         features = None
         if alive.size and (c.domain or any(hasattr(self.predictors[n], "members_from_features") for n in names)):
             features = featurize(batch[alive])  # row j describes batch[alive[j]]

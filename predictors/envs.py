@@ -71,9 +71,7 @@ def reward_model(task: str | Mapping[str, float] | Task | Callable[[np.ndarray],
     design = make_constraints(constraints, spec)
     names = PREDICTOR_NAMES if predictors is None else tuple(predictors)
     if report == "reward":
-        used = set(spec.property_names) | {name for name, _, _ in design.properties}
-        if design.e_above_hull is not None:
-            used.add("formation_energy")
+        used = {*spec.property_names, *design.predictor_names}
         names = tuple(name for name in names if name in used)
     if predictors is None:
         predictors = {name: _predictors.load(name) for name in names}
