@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from agents.buffers import DEFAULT_CONSTRAINTS, MaskedReplayBuffer
 from agents.policies import ConstrainedDQNPolicy, ConstrainedMlpPolicy, check_policy_settings
-from agents.sampling import uniform_allowed
+from agents.sampling import distinct_rows, uniform_allowed
 from oxide_env.chemistry.episode import N_STEPS
 
 POLICY_SETTINGS = ("top_n_pct", "oracle_threshold", "merge_noops", "oracle_relative")
@@ -397,7 +397,7 @@ class ConstrainedDQN(DQN):
         if rows is not None:
             rows = torch.as_tensor(np.asarray(rows), device=self.device, dtype=torch.long).reshape(-1)
         with torch.no_grad():
-            scored = self.policy.scored_actions(obs, action_masks)
+            scored = self.policy.scored_actions(obs, action_masks, rows)
             actions = self.policy.select_actions(scored, deterministic, generator=generator, rows=rows)
             if not deterministic and epsilon > 0:
                 allowed = scored.allowed if rows is None else scored.allowed[rows]
@@ -441,9 +441,19 @@ class ConstrainedDQN(DQN):
         self.policy.set_training_mode(False)
         obs = np.asarray(observation)
         single = obs.ndim == len(self.observation_space.shape)
+        rows = None
+        if not single and len(obs) > 1 and action_masks is not None and not isinstance(action_masks, torch.Tensor):
+            # score each distinct (state, mask) once: every episode's first state is the same one,
+            # half of the second states repeat; the draws are those of the repeated rows
+            masks = np.asarray(action_masks, dtype=bool)
+            if masks.size == len(obs) * int(self.action_space.n):  # else the policy names the bad shape
+                masks = masks.reshape(len(obs), -1)
+                first, inverse = distinct_rows(obs, masks)
+                if len(first) < len(obs):
+                    obs, action_masks, rows = obs[first], masks[first], inverse
         actions = self._epsilon_actions(obs, action_masks, deterministic=deterministic,
                                         epsilon=0.0 if deterministic else self.exploration_rate,
-                                        generator=self._sampling_generator)
+                                        generator=self._sampling_generator, rows=rows)
         return (actions[0] if single else actions), state
 
     def _env_generation_settings(self) -> dict[str, Any] | None:

@@ -65,6 +65,14 @@ def use_kernel(obs: torch.Tensor) -> bool:
     return kernels.AVAILABLE and obs.device.type == "cpu" and not torch.is_grad_enabled()
 
 
+MIN_ROWS = 4
+"""Fewest states :func:`fused_scores` passes through the input layers. MKL computes a batch of
+1-3 rows by another path than a batch of 4 or more, which differs in the last bits; padded to 4
+rows, a state's scores are the same bits whether it is scored alone (e.g. the one first state
+of a batch of episodes, scored once) or among 100 others (on one thread; on two, MKL may
+split a batch differently)."""
+
+
 def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor | None = None,
                  mask: torch.Tensor | None = None) -> torch.Tensor:
     """Scores ``(len(nets), batch, 800)`` of several :class:`PairNet` by the fused CPU kernel.
@@ -74,11 +82,14 @@ def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor |
     """
     cols = torch.arange(N_ACTIONS) if columns is None else columns.to("cpu", torch.long)
     obs = obs.float()
+    n = obs.shape[0]
+    if 0 < n < MIN_ROWS:  # see MIN_ROWS: padded, a state's scores do not depend on its batch
+        obs = torch.cat([obs, obs[:1].expand(MIN_ROWS - n, -1)])
     with torch.no_grad():
-        state = torch.cat([n.state_part(obs) for n in nets], dim=1).numpy()
-        action = torch.cat([n.action_part() for n in nets], dim=1).numpy()
-        weight = torch.cat([n.out.weight for n in nets]).numpy()
-        bias = torch.cat([n.out.bias for n in nets]).numpy()
+        state = torch.cat([net.state_part(obs)[:n] for net in nets], dim=1).numpy()
+        action = torch.cat([net.action_part() for net in nets], dim=1).numpy()
+        weight = torch.cat([net.out.weight for net in nets]).numpy()
+        bias = torch.cat([net.out.bias for net in nets]).numpy()
     threads = torch.get_num_threads()
     rows = None if mask is None else mask.to("cpu", torch.bool).numpy()
     full = torch.from_numpy(kernels.pair_scores(state, action, weight, bias, cols.numpy(), rows, dense=True))
@@ -327,9 +338,9 @@ class ConstrainedDQNPolicy(DQNPolicy):
         self.top_n_pct, self.oracle_threshold, self.merge_noops, self.oracle_relative = check_policy_settings(
             top_n_pct, oracle_threshold, merge_noops, oracle_relative)
         self.oracle_fallbacks = 0
-        """States whose mask the oracles would have emptied (their mask was used instead)."""
+        """Decisions in a state whose mask the oracles would have emptied (its mask was used instead)."""
         self.oracle_decisions = 0
-        """States the oracles filtered (distinct states only, when ``rows`` is given)."""
+        """Decisions the oracles filtered: one per output row (a state scored once for several rows counts each)."""
         super().__init__(observation_space, action_space, lr_schedule, net_arch=net_arch,
                          activation_fn=activation_fn, features_extractor_class=features_extractor_class,
                          features_extractor_kwargs=features_extractor_kwargs, normalize_images=normalize_images,
@@ -385,7 +396,8 @@ class ConstrainedDQNPolicy(DQNPolicy):
         return masks.bool().reshape(n, n_actions)
 
     def scored_actions(self, observation: torch.Tensor,
-                       action_masks: torch.Tensor | np.ndarray | None = None) -> ScoredActions:
+                       action_masks: torch.Tensor | np.ndarray | None = None,
+                       rows: torch.Tensor | None = None) -> ScoredActions:
         """Q-values and allowed actions of a batch of states (no gradients).
 
         Allowed = ``action_masks`` AND every oracle's ``C_j >= oracle_threshold`` (a row left
@@ -397,6 +409,8 @@ class ConstrainedDQNPolicy(DQNPolicy):
         Args:
             observation: float ``(batch, *obs_shape)`` on the policy's device (one row per distinct state).
             action_masks: bool ``(batch, n_actions)``; ``None``: every action allowed.
+            rows: ``(m,)`` state index of each decision these scores serve (``None``: one per
+                state); only :attr:`oracle_decisions` and :attr:`oracle_fallbacks` read it.
         """
         obs = observation if observation.ndim > len(self.observation_space.shape) else observation[None]
         masks = self._masks_tensor(action_masks, obs.shape[0])
@@ -410,9 +424,9 @@ class ConstrainedDQNPolicy(DQNPolicy):
                 cut = -math.inf if t <= 0 else math.inf if t >= 1 else math.log(t) - math.log1p(-t)
                 allowed = masks & all_true(logits >= cut, dim=0)
                 empty = ~any_true(allowed, dim=1)
-                self.oracle_decisions += int(masks.shape[0])
+                self.oracle_decisions += int(masks.shape[0] if rows is None else rows.shape[0])
                 if empty.any():
-                    self.oracle_fallbacks += int(empty.sum())
+                    self.oracle_fallbacks += int(empty.sum() if rows is None else empty[rows].sum())
                     if self.oracle_relative > 0:  # the likeliest to succeed, relative to the row's best
                         # in log space: sigmoid underflows for the confident "no" of a rare constraint
                         log_success = nn.functional.logsigmoid(logits[:, empty].min(dim=0).values)
@@ -455,9 +469,9 @@ class ConstrainedDQNPolicy(DQNPolicy):
                 only and output row ``i`` acts in state ``rows[i]``: each state is scored once
                 (what makes generation fast). The draws equal those for the repeated states.
         """
-        scored = self.scored_actions(observation, action_masks)
         if rows is not None:
             rows = torch.as_tensor(rows, device=self.device, dtype=torch.long).reshape(-1)
+        scored = self.scored_actions(observation, action_masks, rows)
         return self.select_actions(scored, deterministic, generator=generator, rows=rows)
 
     def predict(self, observation: np.ndarray, state: tuple[np.ndarray, ...] | None = None,

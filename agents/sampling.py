@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 import agents.kernels as kernels
@@ -44,6 +45,32 @@ def _reduce_bytes(mask: torch.Tensor, how: str, dim: int, keepdim: bool) -> torc
         return getattr(mask, how)(dim=dim, keepdim=keepdim)
     as_bytes = mask.view(torch.uint8)
     return (as_bytes.amax if how == "any" else as_bytes.amin)(dim=dim, keepdim=keepdim).bool()
+
+
+def distinct_rows(*arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)``: one row index per distinct row of the arrays read together, and each row's distinct index.
+
+    Rows ``i`` and ``j`` are the same when they are equal, byte for byte, in every array (all
+    with the same number of rows). ``arrays[k][first][inverse]`` equals ``arrays[k]``. Lets a
+    batch of states be scored once per distinct state (e.g. every episode's first state).
+
+    Example:
+        >>> first, inverse = distinct_rows(np.array([[1, 2], [3, 4], [1, 2]]), np.array([[True], [False], [True]]))
+        >>> first.tolist(), inverse.tolist()
+        ([0, 1], [0, 1, 0])
+    """
+    n = len(arrays[0])
+    parts = []
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        if len(a) != n:
+            raise ValueError(f"distinct_rows needs arrays with the same number of rows; got {len(a)} and {n}.")
+        rows = a.reshape(n, -1)
+        parts.append(np.packbits(rows, axis=1) if rows.dtype == bool else rows.view(np.uint8))
+    key = np.ascontiguousarray(np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0])
+    _, first, inverse = np.unique(key.view(np.dtype((np.void, key.shape[1]))).reshape(n), return_index=True,
+                                  return_inverse=True)
+    return first, inverse.reshape(n)
 
 
 def top_n_sample(q: torch.Tensor, mask: torch.Tensor, n_pct: float = 20.0,

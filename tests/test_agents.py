@@ -13,7 +13,7 @@ import oxide_env  # noqa: F401
 from agents import ConstrainedDQN
 from agents.buffers import MaskedReplayBuffer
 from agents.policies import PairNet
-from agents.sampling import top_n_sample, uniform_allowed
+from agents.sampling import distinct_rows, top_n_sample, uniform_allowed
 from tests.test_env import fake_predictors
 
 
@@ -212,6 +212,57 @@ def test_masked_kernel_scores_only_allowed_pairs_with_the_same_values():
         pair_scores(np.zeros((2, 64), np.float32), np.zeros((800, 64), np.float32),
                     np.zeros((1, 64), np.float32), np.zeros(1, np.float32), np.arange(800),
                     np.ones((3, 800), bool))
+
+
+def test_distinct_rows_reads_every_array_byte_for_byte():
+    obs = np.array([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0], [1.0, 2.0]], np.float32)
+    masks = np.array([[True, False], [True, False], [True, False], [False, True]])
+    first, inverse = distinct_rows(obs, masks)
+    assert len(first) == 3 and np.array_equal(obs[first][inverse], obs) and np.array_equal(masks[first][inverse], masks)
+    assert inverse[0] == inverse[1] != inverse[3]  # same state, other mask: another row
+    assert len(distinct_rows(np.array([[0.0], [-0.0]]))[0]) == 2  # bytes, not values
+    with pytest.raises(ValueError, match="same number of rows"):
+        distinct_rows(obs, masks[:2])
+
+
+def test_a_state_scores_the_same_alone_or_in_a_batch():
+    """Scored alone (fused_scores pads 1-3 states to 4), a state gets the bits it gets among 100 others."""
+    policy, obs = _kernel_policy_and_states()
+    batch = torch.cat([obs] * 13)[:100]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on two threads MKL may split a batch, and so the sums, differently
+    try:
+        with torch.no_grad():
+            q, logits = policy.scores(batch)
+            for rows in ([0], [5], [2, 7], [1, 4, 6], [0, 1, 2, 3, 4]):
+                q_r, logits_r = policy.scores(batch[rows])
+                assert torch.equal(q_r, q[rows]) and torch.equal(logits_r, logits[:, rows])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_predict_scores_distinct_states_once_with_the_same_actions():
+    """predict() scores each distinct (state, mask) once; actions, epsilon coins and draws are unchanged."""
+    venv = tiny_env(4)
+    obs = np.concatenate([venv.reset(), venv.reset(), venv.step(np.full(4, 52))[0], venv.step(np.full(4, 7))[0]])
+    masks = np.stack([np.random.default_rng(i % 3).random(800) < 0.5 for i in range(len(obs))])
+    masks[[0, 4]] = masks[1]  # rows 0, 1 and 4: one state, one mask; rows 0 and 2: one state, two masks
+    seen = []
+    for exploration in (0.0, 0.6):
+        models = [tiny_model(), tiny_model()]
+        for m in models:
+            m.exploration_rate = exploration
+        calls = []
+        original = models[0].policy.scored_actions
+        models[0].policy.scored_actions = lambda o, a=None, r=None: calls.append(len(o)) or original(o, a, r)
+        deduplicated, _ = models[0].predict(obs, action_masks=masks)
+        every_row = models[1]._epsilon_actions(obs, masks, deterministic=False, epsilon=exploration,
+                                                generator=models[1]._sampling_generator)
+        assert calls == [len(distinct_rows(obs, masks)[0])] and calls[0] < len(obs)
+        assert deduplicated.tolist() == every_row.tolist() and masks[np.arange(len(obs)), deduplicated].all()
+        assert models[0].oracle_decisions == models[1].oracle_decisions == len(obs)  # one per decision
+        seen.append(deduplicated.tolist())
+    assert seen[0] != seen[1]  # the epsilon path was taken
 
 
 def test_training_mode_reaches_the_q_network_and_every_oracle():
