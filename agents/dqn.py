@@ -375,6 +375,11 @@ class ConstrainedDQN(DQN):
 
     def _env_masks(self, n: int) -> np.ndarray:
         """The training envs' masks ``(n, n_actions)``; ``ValueError`` if they have no ``action_masks()``."""
+        batched = getattr(self.env, "action_masks", None)  # a native vector env's (n, n_actions) array in one copy
+        if callable(batched):
+            masks = np.asarray(batched(), dtype=bool)
+            if masks.shape == (n, int(self.action_space.n)):
+                return masks
         try:
             masks = self.env.env_method("action_masks")
         except AttributeError:

@@ -42,7 +42,7 @@ if AVAILABLE:
 
     @numba.njit(parallel=True, fastmath={"reassoc", "contract", "nsz"}, cache=True)
     def _scores(state, action, out_weight, out_bias, columns, out_columns, mask, fill,
-                result):  # pragma: no cover - compiled
+                result, cut, allowed, passes):  # pragma: no cover - compiled
         n_states = state.shape[0]
         n_nets, hidden = out_weight.shape
         slope = np.float32(NEGATIVE_SLOPE)
@@ -51,6 +51,9 @@ if AVAILABLE:
                 for k in range(n_nets):
                     for o in range(result.shape[2]):
                         result[k, b, o] = -np.inf
+            if passes:
+                for o in range(allowed.shape[1]):
+                    allowed[b, o] = False
             for c in range(columns.shape[0]):
                 a = columns[c]
                 o = out_columns[c]
@@ -58,13 +61,19 @@ if AVAILABLE:
                     for k in range(n_nets):
                         result[k, b, o] = -np.inf
                     continue
+                ok = True
                 for k in range(n_nets):
                     acc = np.float32(0.0)
                     base = k * hidden
                     for j in range(hidden):
                         x = state[b, base + j] + action[a, base + j]
                         acc += out_weight[k, j] * (x if x > 0 else slope * x)
-                    result[k, b, o] = acc + out_bias[k]
+                    value = acc + out_bias[k]
+                    result[k, b, o] = value
+                    if k > 0:
+                        ok = ok and value >= cut  # NaN fails, as torch's >=
+                if passes:
+                    allowed[b, o] = ok
 
 
     @numba.njit(cache=True, inline="always")
@@ -145,6 +154,54 @@ if AVAILABLE:
                             break
                         t -= 1
 
+    @numba.njit(cache=True)
+    def _uniform_pick(mask, rows, u, out):  # pragma: no cover - compiled
+        n_actions = mask.shape[1]
+        for i in range(rows.shape[0]):
+            r = rows[i]
+            c = 0
+            for a in range(n_actions):
+                c += mask[r, a]
+            everything = c == 0  # a row that allows nothing draws among all actions
+            if everything:
+                c = n_actions
+            # _pick_allowed's arithmetic: float32 u times the float32 count, truncated
+            j = min(int(np.float32(u[i]) * np.float32(c)), c - 1)
+            for a in range(n_actions):
+                if everything or mask[r, a]:
+                    if j == 0:
+                        out[i] = a
+                        break
+                    j -= 1
+
+
+def uniform_pick(mask: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Uniform choice among allowed actions on the CPU: draw ``i`` takes, in row ``rows[i]``, the
+    allowed action of index ``min(floor(u[i] * allowed), allowed - 1)`` in action order (a row that
+    allows nothing allows everything): :func:`agents.sampling.uniform_allowed`'s arithmetic in one
+    pass, without torch's cumulative sum over every row (~0.3 ms for 100 rows of 800).
+
+    Args:
+        mask: allowed actions, bool ``(batch, n_actions)``.
+        rows: int64 ``(m,)``, the row of each draw.
+        u: float32 ``(m,)`` uniform numbers in [0, 1), one per draw.
+
+    Example:
+        >>> allowed = np.array([[False, True, False, True]])
+        >>> uniform_pick(allowed, np.zeros(2, np.int64), np.array([0.2, 0.7], np.float32)).tolist()
+        [1, 3]
+    """
+    if not AVAILABLE:  # pragma: no cover
+        raise RuntimeError("agents.kernels needs numba: pip install numba")
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    u = np.ascontiguousarray(u, dtype=np.float32)
+    if mask.ndim != 2 or rows.shape != u.shape or (rows.size and not 0 <= rows.min() <= rows.max() < len(mask)):
+        raise ValueError(f"Invalid arguments: mask {mask.shape} (batch, n_actions), rows {rows.shape} (indices "
+                         f"into mask's rows) and u {u.shape} (one per row index).")
+    out = np.empty(rows.shape[0], dtype=np.int64)
+    _uniform_pick(np.ascontiguousarray(mask, dtype=bool), rows, u, out)
+    return out
+
 
 def top_n_pick(q: np.ndarray, mask: np.ndarray, rows: np.ndarray, u: np.ndarray, n_pct: float) -> np.ndarray:
     """Top-n% sampling's choice on the CPU: draw ``i`` takes, in row ``rows[i]``, the allowed action
@@ -188,9 +245,15 @@ def top_n_pick(q: np.ndarray, mask: np.ndarray, rows: np.ndarray, u: np.ndarray,
 
 
 def pair_scores(state: np.ndarray, action: np.ndarray, out_weight: np.ndarray, out_bias: np.ndarray,
-                columns: np.ndarray, mask: np.ndarray | None = None, dense: bool = False) -> np.ndarray:
+                columns: np.ndarray, mask: np.ndarray | None = None, dense: bool = False,
+                cut: float | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Scores ``(n_nets, batch, len(columns))`` of ``n_nets`` networks (``dense``: ``(n_nets, batch,
     n_actions)``, -inf in the columns not listed).
+
+    With ``cut`` (and ``dense``), also the pairs every network after the first scores ``>= cut``
+    (float32 comparison, as torch's ``logits >= cut``) among those computed: ``(scores,
+    passes)``, ``passes`` bool ``(batch, n_actions)``. A policy's oracles filter its actions so,
+    in the same pass.
 
     Args:
         state: state parts of the hidden pre-activation, networks side by side,
@@ -216,11 +279,14 @@ def pair_scores(state: np.ndarray, action: np.ndarray, out_weight: np.ndarray, o
     elif mask.shape != (state.shape[0], action.shape[0]):
         raise ValueError(f"Invalid mask of shape {mask.shape}: expected {(state.shape[0], action.shape[0])}, one "
                          "row per state and one column per action.")
+    if cut is not None and not dense:
+        raise ValueError("pair_scores(cut=...) needs dense=True: the passes are indexed by action.")
     columns = np.ascontiguousarray(columns, dtype=np.int64)
     width = action.shape[0] if dense else len(columns)
     result = np.empty((n_nets, state.shape[0], width), dtype=np.float32)
+    passes = np.empty((state.shape[0], width) if cut is not None else (0, 0), dtype=bool)
     _scores(np.ascontiguousarray(state, dtype=np.float32), np.ascontiguousarray(action, dtype=np.float32),
             np.ascontiguousarray(out_weight, dtype=np.float32), np.ascontiguousarray(out_bias, dtype=np.float32),
             columns, columns if dense else np.arange(len(columns)), np.ascontiguousarray(mask, dtype=bool),
-            dense and len(columns) < width, result)
-    return result
+            dense and len(columns) < width, result, np.float32(0.0 if cut is None else cut), passes, cut is not None)
+    return result if cut is None else (result, passes)

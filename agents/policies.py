@@ -74,11 +74,13 @@ split a batch differently)."""
 
 
 def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor | None = None,
-                 mask: torch.Tensor | None = None) -> torch.Tensor:
+                 mask: torch.Tensor | None = None, cut: float | None = None
+                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Scores ``(len(nets), batch, 800)`` of several :class:`PairNet` by the fused CPU kernel.
 
     Only the actions in ``columns`` are scored, and of those only the pairs ``mask`` (bool
-    ``(batch, 800)``) allows; the others read -inf. No gradients.
+    ``(batch, 800)``) allows; the others read -inf. No gradients. With ``cut``, also the
+    scored pairs every net after the first scores ``>= cut``: ``(scores, passes)``.
     """
     cols = torch.arange(N_ACTIONS) if columns is None else columns.to("cpu", torch.long)
     obs = obs.float()
@@ -92,13 +94,15 @@ def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor |
         bias = torch.cat([net.out.bias for net in nets]).numpy()
     threads = torch.get_num_threads()
     rows = None if mask is None else mask.to("cpu", torch.bool).numpy()
-    full = torch.from_numpy(kernels.pair_scores(state, action, weight, bias, cols.numpy(), rows, dense=True))
+    out = kernels.pair_scores(state, action, weight, bias, cols.numpy(), rows, dense=True, cut=cut)
     if torch.get_num_threads() != threads:
         # numba's OpenMP layer sets the process's OpenMP thread count, which torch shares: left at
         # numba's (all cores), every later torch op (e.g. MaskablePPO's) ran on 2 threads that
         # spin-wait on a busy machine (the Table 1 taste's PPO took 165 s instead of 14 s)
         torch.set_num_threads(threads)
-    return full
+    if cut is None:
+        return torch.from_numpy(out)
+    return torch.from_numpy(out[0]), torch.from_numpy(out[1])
 
 
 class PairNet(nn.Module):
@@ -369,12 +373,22 @@ class ConstrainedDQNPolicy(DQNPolicy):
         (the others read -inf: never the best, never allowed). Otherwise each network runs in
         torch and ``columns`` and ``mask`` are ignored.
         """
+        q, logits, _ = self._scores(obs, columns, mask)
+        return q, logits
+
+    def _scores(self, obs: torch.Tensor, columns: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                cut: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`scores`, and with ``cut`` where the kernel serves, the scored pairs every oracle's
+        logit passes (``logits >= cut`` in the same pass; else ``None``)."""
         nets = [self.q_net.q_net, *(o.q_net for o in self.oracles)]
         if not use_kernel(obs) or not all(isinstance(n, PairNet) for n in nets):
             logits = [o(obs) for o in self.oracles]
-            return self.q_net(obs), (torch.stack(logits) if logits else obs.new_zeros(0, obs.shape[0], 1))
-        full = fused_scores(nets, obs, columns, mask)
-        return full[0], full[1:]
+            return self.q_net(obs), (torch.stack(logits) if logits else obs.new_zeros(0, obs.shape[0], 1)), None
+        if cut is None:
+            full = fused_scores(nets, obs, columns, mask)
+            return full[0], full[1:], None
+        full, passes = fused_scores(nets, obs, columns, mask, cut)
+        return full[0], full[1:], passes
 
     def oracle_probabilities(self, obs: torch.Tensor) -> torch.Tensor:
         """``C_j(s, a)`` for every oracle and action, ``(n_constraints, batch, n_actions)``."""
@@ -416,13 +430,18 @@ class ConstrainedDQNPolicy(DQNPolicy):
         masks = self._masks_tensor(action_masks, obs.shape[0])
         with torch.no_grad():
             union = any_true(masks, dim=0)
-            scored = masks | (~any_true(masks, dim=1, keepdim=True) & union)  # an empty row: as before
-            q, logits = self.scores(obs, union.nonzero().squeeze(1), scored)
+            nothing = ~any_true(masks, dim=1, keepdim=True)
+            scored = masks | (nothing & union)  # an empty row: as before
+            t = self.oracle_threshold  # sigmoid(x) >= t  <=>  x >= log(t / (1 - t))
+            cut = -math.inf if t <= 0 else math.inf if t >= 1 else math.log(t) - math.log1p(-t)
+            q, logits, passes = self._scores(obs, union.nonzero().squeeze(1), scored,
+                                             cut if self.n_constraints else None)
             allowed = masks
             if self.n_constraints:
-                t = self.oracle_threshold  # sigmoid(x) >= t  <=>  x >= log(t / (1 - t))
-                cut = -math.inf if t <= 0 else math.inf if t >= 1 else math.log(t) - math.log1p(-t)
-                allowed = masks & all_true(logits >= cut, dim=0)
+                if passes is None:
+                    allowed = masks & all_true(logits >= cut, dim=0)
+                else:  # the kernel compared the logits as it computed them (the scored pairs only)
+                    allowed = passes & masks if nothing.any() else passes
                 empty = ~any_true(allowed, dim=1)
                 self.oracle_decisions += int(masks.shape[0] if rows is None else rows.shape[0])
                 if empty.any():

@@ -167,6 +167,14 @@ def uniform_allowed(mask: torch.Tensor, generator: torch.Generator | None = None
         -1
     """
     u = torch.rand(mask.shape[0], device=mask.device, generator=generator)
+    if kernels.AVAILABLE and mask.device.type == "cpu":  # the same picks in one pass (agents.kernels.uniform_pick)
+        rows = torch.arange(mask.shape[0]) if where is None else where.nonzero().squeeze(1)
+        picked = torch.from_numpy(kernels.uniform_pick(mask.bool().numpy(), rows.numpy(), u[rows].numpy()))
+        if where is None:
+            return picked
+        out = torch.full((mask.shape[0],), -1, dtype=torch.long)
+        out[rows] = picked
+        return out
     if where is not None:
         picked = torch.full((mask.shape[0],), -1, dtype=torch.long, device=mask.device)
         rows = where.nonzero().squeeze(1)

@@ -114,6 +114,28 @@ def test_uniform_allowed_where_picks_the_same_actions_in_fewer_rows():
     assert mask[where.nonzero().squeeze(1), some[where]][where.nonzero().squeeze(1) != 3].all()
 
 
+def test_uniform_pick_kernel_picks_what_the_torch_cumsum_picks():
+    from agents import kernels
+    from agents.sampling import _pick_allowed
+
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    g = torch.Generator().manual_seed(7)
+    mask = torch.rand(300, 800, generator=g) > torch.rand(300, 1, generator=g)  # 0-100 % allowed per row
+    mask[[0, 9]] = False  # rows with nothing allowed draw among all actions
+    mask[5] = False
+    mask[5, 799] = True
+    u = torch.rand(300, generator=g)
+    u[:3] = torch.tensor([0.0, 1.0 - 2.0 ** -24, 0.5])  # the smallest and largest float32 draws
+    rows = torch.arange(300)
+    assert kernels.uniform_pick(mask.numpy(), rows.numpy(), u.numpy()).tolist() == _pick_allowed(mask, u).tolist()
+    some = torch.tensor([5, 5, 0, 299])
+    assert kernels.uniform_pick(mask.numpy(), some.numpy(), u[some].numpy()).tolist() == \
+        _pick_allowed(mask[some], u[some]).tolist()
+    with pytest.raises(ValueError, match="Invalid arguments"):
+        kernels.uniform_pick(mask.numpy(), np.array([300]), np.zeros(1, np.float32))
+
+
 def test_top_n_sample_rows_draws_from_indexed_rows():
     q = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
     mask = torch.rand(3, 50, generator=torch.Generator().manual_seed(1)) > 0.3
@@ -263,6 +285,31 @@ def test_predict_scores_distinct_states_once_with_the_same_actions():
         assert models[0].oracle_decisions == models[1].oracle_decisions == len(obs)  # one per decision
         seen.append(deduplicated.tolist())
     assert seen[0] != seen[1]  # the epsilon path was taken
+
+
+def test_kernel_filters_actions_by_the_oracles_as_torch_does():
+    """The kernel's in-pass oracle test equals ``mask & all(logits >= cut)`` on the same scores."""
+    import math
+
+    policy, obs = _kernel_policy_and_states()
+    with torch.no_grad():
+        for oracle in policy.oracles:  # spread the untrained oracles' logits over the actions
+            oracle.q_net.element.weight.mul_(30.0)
+            oracle.q_net.count.weight.mul_(30.0)
+    masks = torch.from_numpy(np.random.default_rng(1).random((8, 800)) < 0.5)
+    masks[6] = False  # a row that allows nothing
+    filtered = 0
+    for t in (0.0, 0.3, 0.5, 0.7, 1.0):
+        policy.oracle_threshold = t
+        cut = -math.inf if t <= 0 else math.inf if t >= 1 else math.log(t) - math.log1p(-t)
+        with torch.no_grad():
+            _, logits = policy.scores(obs)
+        want = masks & (logits >= cut).all(dim=0)
+        empty = ~want.any(dim=1)
+        want[empty] = masks[empty]  # the fallback to the mask
+        filtered += int(masks.sum() - want.sum())
+        assert torch.equal(policy.scored_actions(obs, masks).allowed, want)
+    assert filtered > 0  # some threshold filtered some allowed actions
 
 
 def test_training_mode_reaches_the_q_network_and_every_oracle():
