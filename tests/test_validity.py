@@ -226,3 +226,31 @@ def test_malformed_formula(fn, formula: str) -> None:
 def test_mixed_strings_and_counts(fn) -> None:
     with pytest.raises(ValueError, match="mixes formula strings"):
         fn(["MgO", [0] * N_ELEMENTS])
+
+
+def test_compiled_batch_equals_the_keyed_tests() -> None:
+    """Count batches are decided in one compiled pass; every state table gives the memoised keys' answers."""
+    rng = np.random.default_rng(5)
+    counts = np.zeros((3000, N_ELEMENTS), dtype=np.int64)
+    for row in counts:
+        k = rng.integers(0, 7)
+        row[rng.choice(N_ELEMENTS, k, replace=False)] = rng.integers(1, rng.choice([3, 10, 40]), k)
+        if rng.random() < 0.5:
+            row[OXYGEN_INDEX] = rng.integers(1, 12)
+    counts[:2] = 0  # the empty composition and a single element
+    counts[1, ELEMENT_INDEX["Fe"]] = 4
+    keys = validity._keys(counts)
+    stateless = [() if i % 7 == 3 else states for i, states in enumerate(validity.OXIDATION_STATES)]
+    rules = [validity.StateRule(stateless)]  # elements without states make a composition invalid
+    for name in validity.OXIDATION_STATE_SETS:
+        rules += [validity._rule(name), validity._rule(name, True), validity._rule(name, True, False)]
+    checked = 0
+    for rule in rules:
+        for balanced in (False, True):
+            want = np.array([(rule.balanced if balanced else rule.neutral)(k) for k in keys])
+            assert 0.05 < want.mean() < 0.95
+            np.testing.assert_array_equal(rule.batch(counts, balanced), want)
+            checked += 1
+    assert checked == 14
+    for fn in (charge_neutral, electronegativity_balanced):  # batches and single rows agree
+        np.testing.assert_array_equal(fn(counts[:50]), np.concatenate([fn(row) for row in counts[:50]]))

@@ -52,6 +52,9 @@ their number of known oxidation states (SMACT 2014 and ICSD 2024 together) is at
 (< 1 s), and otherwise ``ValueError`` is raised (divide the counts by a common factor or
 use fewer elements). Results
 are memoised (``functools.lru_cache``) on the reduced ``(element index, count)`` tuple.
+A count matrix of 8 rows or more (counts up to 1,000; the environment's terminal batches) is
+decided instead in one compiled pass with the same bitsets in machine words (~1 µs a row,
+tested equal to the keyed tests on every state table).
 
 Example:
     >>> from oxide_env.chemistry.validity import charge_neutral, electronegativity_balanced
@@ -189,6 +192,27 @@ class StateRule:
     def cache_clear(self) -> None:
         self.neutral.cache_clear()
         self.balanced.cache_clear()
+
+    def batch(self, counts: np.ndarray, balanced: bool = False) -> np.ndarray:
+        """:meth:`neutral` (``balanced``: :meth:`balanced`) of every row of a valid non-negative
+        ``(n, 80)`` count matrix in one compiled pass (the same bitsets in machine words; no memo).
+
+        Example:
+            >>> from oxide_env.chemistry.composition import formulas_to_counts
+            >>> _rule("smact14").batch(formulas_to_counts(["MgO", "NaO5", "O2"])).tolist()
+            [True, False, True]
+        """
+        tables = self.__dict__.get("_tables")
+        if tables is None:
+            states, n_states = _padded(self.states)
+            pos, n_pos = _padded(self._pos)
+            neg, n_neg = _padded(self._neg)
+            tables = self.__dict__["_tables"] = (
+                n_states, states, np.array(self._min, dtype=np.int64), np.array(self._max, dtype=np.int64),
+                pos, n_pos, neg, n_neg, _EN_ARRAY, _HAS_EN)
+        out = np.empty(len(counts), dtype=bool)
+        _validity_kernel(np.ascontiguousarray(counts, dtype=np.int64), bool(balanced), *tables, out)
+        return out
 
     def _neutral_key(self, key: Key) -> bool:
         """Charge neutrality of a reduced composition key (see module docstring)."""
@@ -573,10 +597,182 @@ def _keys(compositions: object) -> list[Key]:
     return keys
 
 
+
+# ------------------------------------------------------------------ compiled batch path
+try:  # numba is a dependency; without it every composition takes the keyed Python path
+    from numba import njit as _njit
+except ImportError:  # pragma: no cover
+    _njit = None
+
+_KERNEL_MIN_ROWS = 8
+"""From this many count rows on, :func:`charge_neutral` and :func:`electronegativity_balanced`
+decide a count matrix in one compiled pass (the environment's terminal batches); fewer rows go
+through the memoised keys."""
+_KERNEL_MAX_COUNT = 1000
+"""Count matrices with a larger entry take the keyed path (bitsets stay a few kB per row)."""
+
+
+def _padded(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(1, max(len(r) for r in rows))
+    table = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        table[i, : len(r)] = r
+    return table, np.array([len(r) for r in rows], dtype=np.int64)
+
+
+_EN_ARRAY = np.array([math.nan if x is None else x for x in PAULING_ELECTRONEGATIVITY], dtype=np.float64)
+_HAS_EN = np.array([x is not None for x in PAULING_ELECTRONEGATIVITY], dtype=bool)
+
+if _njit is not None:
+
+    @_njit(cache=True, inline="always")
+    def _shift_or(dst, src, shift):  # pragma: no cover - compiled
+        """dst |= src << shift, both bitsets of len(dst) words (bits past the end dropped)."""
+        words = dst.shape[0]
+        q, r = shift // 64, np.uint64(shift % 64)
+        for w in range(words - q):
+            v = src[w]
+            if v:
+                dst[w + q] |= v << r
+                if r and w + q + 1 < words:
+                    dst[w + q + 1] |= v >> (np.uint64(64) - r)
+
+    @_njit(cache=True, inline="always")
+    def _bit(bits, v):  # pragma: no cover - compiled
+        return (bits[v // 64] >> np.uint64(v % 64)) & np.uint64(1)
+
+    @_njit(cache=True)
+    def _neutral_rows(idx, cnt, m, n_states, states, mins, maxs):  # pragma: no cover - compiled
+        lo = 0
+        hi = 0
+        for j in range(m):
+            i = idx[j]
+            if n_states[i] == 0:
+                return False
+            lo += cnt[j] * mins[i]
+            hi += cnt[j] * maxs[i]
+        if lo > 0 or hi < 0:
+            return False
+        words = (hi - lo) // 64 + 1
+        bits = np.zeros(words, dtype=np.uint64)
+        out = np.zeros(words, dtype=np.uint64)
+        bits[0] = 1  # bit v: the elements so far can total v + (their counts times their minimum states)
+        for j in range(m):
+            i = idx[j]
+            out[:] = 0
+            for t in range(n_states[i]):
+                _shift_or(out, bits, cnt[j] * (states[i, t] - mins[i]))
+            bits, out = out, bits
+        return _bit(bits, -lo) == 1
+
+    @_njit(cache=True)
+    def _balanced_rows(idx, cnt, m, pos, n_pos, neg, n_neg, en):  # pragma: no cover - compiled
+        order = np.empty(m, dtype=np.int64)  # stable sort by electronegativity (insertion, m <= 20)
+        for j in range(m):
+            k = j
+            while k > 0 and en[idx[order[k - 1]]] > en[idx[j]]:
+                order[k] = order[k - 1]
+                k -= 1
+            order[k] = j
+        top = 0  # a bound on every total of either side
+        for j in range(m):
+            i = idx[j]
+            a = 0
+            for u in range(n_pos[i]):
+                a = max(a, pos[i, u])
+            for u in range(n_neg[i]):
+                a = max(a, neg[i, u])
+            top += cnt[j] * a
+        words = top // 64 + 1
+        # suffix[t]: bit v <=> the elements t.. (in order) can take states <= 0 totalling -v
+        suffix = np.zeros((m + 1, words), dtype=np.uint64)
+        suffix[m, 0] = 1
+        for t in range(m - 1, -1, -1):
+            j = order[t]
+            i = idx[j]
+            empty = True
+            for u in range(n_neg[i]):
+                _shift_or(suffix[t], suffix[t + 1], cnt[j] * neg[i, u])
+            for w in range(words):
+                if suffix[t, w]:
+                    empty = False
+                    break
+            if empty:
+                break
+        # bits: bit v <=> the elements before t can take states >= 0 totalling v; a split before
+        # element t is allowed only between different electronegativities
+        bits = np.zeros(words, dtype=np.uint64)
+        out = np.zeros(words, dtype=np.uint64)
+        bits[0] = 1
+        for t in range(m):
+            j = order[t]
+            i = idx[j]
+            if t == 0 or en[i] != en[idx[order[t - 1]]]:
+                for w in range(words):
+                    if bits[w] & suffix[t, w]:
+                        return True
+            out[:] = 0
+            for u in range(n_pos[i]):
+                _shift_or(out, bits, cnt[j] * pos[i, u])
+            bits, out = out, bits
+            empty = True
+            for w in range(words):
+                if bits[w]:
+                    empty = False
+                    break
+            if empty:
+                return False
+        return bits[0] & np.uint64(1) == 1
+
+    @_njit(cache=True, nogil=True)
+    def _validity_kernel(counts, balanced, n_states, states, mins, maxs, pos, n_pos, neg, n_neg, en, has_en,
+                         out):  # pragma: no cover - compiled
+        n_cols = counts.shape[1]
+        idx = np.empty(n_cols, dtype=np.int64)
+        cnt = np.empty(n_cols, dtype=np.int64)
+        for r in range(counts.shape[0]):
+            m = 0
+            for e in range(n_cols):
+                if counts[r, e] != 0:
+                    idx[m] = e
+                    cnt[m] = counts[r, e]
+                    m += 1
+            if m <= 1:
+                out[r] = m == 1  # empty: False; one element: True (SMACT's fast path)
+                continue
+            g = cnt[0]
+            for j in range(1, m):
+                a, b = g, cnt[j]
+                while b:
+                    a, b = b, a % b
+                g = a
+            for j in range(m):
+                cnt[j] //= g
+            if balanced:
+                ok = True
+                for j in range(m):
+                    ok = ok and has_en[idx[j]]
+                if not ok:
+                    out[r] = False
+                    continue
+            verdict = _neutral_rows(idx, cnt, m, n_states, states, mins, maxs)
+            if verdict and balanced:
+                verdict = _balanced_rows(idx, cnt, m, pos, n_pos, neg, n_neg, en)
+            out[r] = verdict
+
+
 # ---------------------------------------------------------------------------- public API
-def _verdicts(test, compositions: object) -> np.ndarray:
-    """``test`` (a rule's memoised key test) of every composition, as a bool array."""
+def _verdicts(rule: StateRule, balanced: bool, compositions: object) -> np.ndarray:
+    """Charge neutrality (or with ``balanced``, electronegativity balance) under ``rule`` of every
+    composition, as a bool array: a batch of count rows in one compiled pass, else by memoised keys."""
+    if _njit is not None and isinstance(compositions, np.ndarray) and compositions.dtype.kind in "iu" \
+            and compositions.ndim == 2 and compositions.shape[1] == N_ELEMENTS \
+            and len(compositions) >= _KERNEL_MIN_ROWS and compositions.min() >= 0 \
+            and compositions.max() <= _KERNEL_MAX_COUNT \
+            and int(np.count_nonzero(compositions, axis=1).max()) <= MAX_ELEMENTS:
+        return rule.batch(compositions, balanced)
     keys = _keys(compositions)
+    test = rule.balanced if balanced else rule.neutral
     return np.fromiter(map(test, keys), dtype=bool, count=len(keys))
 
 
@@ -616,7 +812,7 @@ def charge_neutral(
         >>> charge_neutral("Fe3O4").tolist()
         [False]
     """
-    return _verdicts(_rule(oxidation_states).neutral, compositions)
+    return _verdicts(_rule(oxidation_states), False, compositions)
 
 
 def electronegativity_balanced(
@@ -646,7 +842,7 @@ def electronegativity_balanced(
         >>> electronegativity_balanced(["BaTiO3", "NaO5"]).tolist()
         [True, False]
     """
-    return _verdicts(_rule(oxidation_states).balanced, compositions)
+    return _verdicts(_rule(oxidation_states), True, compositions)
 
 
 def oxide_rule(
