@@ -762,14 +762,20 @@ if _njit is not None:
 
 
 # ---------------------------------------------------------------------------- public API
+def _batchable(compositions: object) -> bool:
+    """Whether ``compositions`` is a count matrix for :meth:`StateRule.batch` (valid, non-negative,
+    at least :data:`_KERNEL_MIN_ROWS` rows, counts up to :data:`_KERNEL_MAX_COUNT`)."""
+    return _njit is not None and isinstance(compositions, np.ndarray) and compositions.dtype.kind in "iu" \
+        and compositions.ndim == 2 and compositions.shape[1] == N_ELEMENTS \
+        and len(compositions) >= _KERNEL_MIN_ROWS and compositions.min() >= 0 \
+        and compositions.max() <= _KERNEL_MAX_COUNT \
+        and int(np.count_nonzero(compositions, axis=1).max()) <= MAX_ELEMENTS
+
+
 def _verdicts(rule: StateRule, balanced: bool, compositions: object) -> np.ndarray:
     """Charge neutrality (or with ``balanced``, electronegativity balance) under ``rule`` of every
     composition, as a bool array: a batch of count rows in one compiled pass, else by memoised keys."""
-    if _njit is not None and isinstance(compositions, np.ndarray) and compositions.dtype.kind in "iu" \
-            and compositions.ndim == 2 and compositions.shape[1] == N_ELEMENTS \
-            and len(compositions) >= _KERNEL_MIN_ROWS and compositions.min() >= 0 \
-            and compositions.max() <= _KERNEL_MAX_COUNT \
-            and int(np.count_nonzero(compositions, axis=1).max()) <= MAX_ELEMENTS:
+    if _batchable(compositions):
         return rule.batch(compositions, balanced)
     keys = _keys(compositions)
     test = rule.balanced if balanced else rule.neutral
@@ -880,7 +886,11 @@ def oxide_rule(
         >>> oxide_rule(["MgAl2O4", "BaTiO3", "Re10Os8O7", "Au3I5Br2O2", "TiO"]).tolist()
         [True, True, False, False, True]
     """
-    test = _rule(oxidation_states, oxide=True, common_only=common_only).balanced
+    rule = _rule(oxidation_states, oxide=True, common_only=common_only)
+    if _batchable(compositions):  # oxygen present, not alone, and balanced
+        return (compositions[:, _O] > 0) & (np.count_nonzero(compositions, axis=1) >= 2) & rule.batch(
+            compositions, True)
+    test = rule.balanced
     keys = _keys(compositions)
     out = np.zeros(len(keys), dtype=bool)
     for r, key in enumerate(keys):
