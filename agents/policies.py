@@ -73,6 +73,33 @@ of a batch of episodes, scored once) or among 100 others (on one thread; on two,
 split a batch differently)."""
 
 
+def state_parts(nets: list[PairNet], obs: torch.Tensor) -> torch.Tensor:
+    """Every net's :meth:`PairNet.state_part`, side by side ``(batch, sum of hidden widths)``.
+
+    Nets of the same shape and feature standardization share one pass through their input
+    layers, stacked: each output column is its own dot product, so the values are the same
+    bits as each net's own layers (tested), for half the torch calls.
+    """
+    first = nets[0]
+    e = first.embed_dim
+    if len(nets) == 1 or not all(type(net) is PairNet and net.embed_dim == e for net in nets) or not all(
+            torch.equal(net.feature_mean, first.feature_mean) and torch.equal(net.feature_std, first.feature_std)
+            for net in nets[1:]):
+        return torch.cat([net.state_part(obs) for net in nets], dim=1)
+    x = (obs[:, :N_FEATURES] - first.feature_mean) / first.feature_std
+    f = first.act(nn.functional.linear(x, torch.cat([net.features.weight for net in nets]),
+                                       torch.cat([net.features.bias for net in nets])))
+    s = first.act(nn.functional.linear(obs[:, N_FEATURES : N_FEATURES + N_STEPS],
+                                       torch.cat([net.step.weight for net in nets]),
+                                       torch.cat([net.step.bias for net in nets])))
+    parts = []
+    for k, net in enumerate(nets):
+        w = net.hidden.weight  # the same products and sums, in the same order, as state_part
+        parts.append(f[:, k * e : (k + 1) * e] @ w[:, :e].T + s[:, k * e : (k + 1) * e] @ w[:, e : 2 * e].T
+                     + net.hidden.bias)
+    return torch.cat(parts, dim=1)
+
+
 def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor | None = None,
                  mask: torch.Tensor | None = None, cut: float | None = None
                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +115,7 @@ def fused_scores(nets: list[PairNet], obs: torch.Tensor, columns: torch.Tensor |
     if 0 < n < MIN_ROWS:  # see MIN_ROWS: padded, a state's scores do not depend on its batch
         obs = torch.cat([obs, obs[:1].expand(MIN_ROWS - n, -1)])
     with torch.no_grad():
-        state = torch.cat([net.state_part(obs)[:n] for net in nets], dim=1).numpy()
+        state = state_parts(nets, obs)[:n].numpy()
         action = torch.cat([net.action_part() for net in nets], dim=1).numpy()
         weight = torch.cat([net.out.weight for net in nets]).numpy()
         bias = torch.cat([net.out.bias for net in nets]).numpy()

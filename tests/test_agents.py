@@ -263,6 +263,29 @@ def test_a_state_scores_the_same_alone_or_in_a_batch():
         torch.set_num_threads(threads)
 
 
+def test_stacked_state_parts_are_each_nets_own_bits():
+    from agents.policies import state_parts
+
+    torch.manual_seed(4)
+    nets = [PairNet() for _ in range(3)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            for p in nets[1].parameters():
+                p.add_(torch.randn_like(p))
+            for batch in (1, 4, 37, 100):
+                obs = torch.randn(batch, 150)
+                obs[:, 145:] = torch.nn.functional.one_hot(torch.randint(0, 5, (batch,)), 5).float()
+                want = torch.cat([net.state_part(obs) for net in nets], dim=1)
+                assert torch.equal(state_parts(nets, obs), want)
+                assert torch.equal(state_parts(nets[:1], obs), want[:, :64])
+            nets[2].feature_mean += 1.0  # other standardization: each net on its own, still right
+            assert torch.equal(state_parts(nets, obs), torch.cat([net.state_part(obs) for net in nets], dim=1))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_predict_scores_distinct_states_once_with_the_same_actions():
     """predict() scores each distinct (state, mask) once; actions, epsilon coins and draws are unchanged."""
     venv = tiny_env(4)
