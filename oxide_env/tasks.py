@@ -436,6 +436,9 @@ class RewardModel:
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, tuple] = OrderedDict()
         self._met_cache: OrderedDict[bytes, bool] = OrderedDict()  # constraints_met of compositions not in _cache
+        # what the lookahead and the terminal flags both compute, once per composition (exact: a hull energy
+        # and a domain distance depend on the composition alone, not on its batch; tested)
+        self._check_memo: dict[str, OrderedDict[bytes, float]] = {}
         self._names = tuple(self.predictors)
         self._flag_names = self.constraints.flag_names if self.constraints else ()
         self._check_on_probe()
@@ -490,6 +493,7 @@ class RewardModel:
         state = self.__dict__.copy()
         state["_cache"] = OrderedDict()
         state["_met_cache"] = OrderedDict()
+        state["_check_memo"] = {}
         return state
 
     def _predict(self, counts: np.ndarray, features: np.ndarray | None = None, names: Sequence[str] | None = None
@@ -535,7 +539,8 @@ class RewardModel:
                 rows = np.arange(len(batch)) if c.shaping else np.flatnonzero(inside)
                 if rows.size == 0:
                     break
-                score = model.score_features(features[rows])
+                score = self._checked(f"domain:{name}", batch, rows,
+                                      lambda sub, rows=rows, model=model: model.score_features(features[rows[sub]]))
                 if c.shaping:
                     scores[name] = score
                 inside[rows] &= score <= model.threshold
@@ -558,8 +563,34 @@ class RewardModel:
         # the hull lies at or below 0 eV/atom, so a design with E_f above the bound is above it by more
         rows = np.flatnonzero(np.isfinite(energy) & (energy <= bound))
         if rows.size:
-            near[rows] = energy[rows] - self.hull.hull_energy(batch[rows]) <= bound
+            hull = self._checked("hull", batch, rows, lambda sub: self.hull.hull_energy(batch[rows[sub]]))
+            near[rows] = energy[rows] - hull <= bound
         return near
+
+    def _checked(self, what: str, batch: np.ndarray, rows: np.ndarray, compute: Callable) -> np.ndarray:
+        """``what`` (a hull energy or a domain distance) of ``batch[rows]``, float ``(len(rows),)``: memoised
+        values, and ``compute(positions)`` for the positions in ``rows`` of the distinct compositions not yet
+        known. The lookahead checks the completions of a step-4 state; the agent then ends on one of them."""
+        cache = self._check_memo.setdefault(what, OrderedDict())
+        out = np.empty(len(rows))
+        todo: dict[bytes, list[int]] = {}
+        for j, row in enumerate(np.ascontiguousarray(batch[rows], dtype=np.int64)):
+            key = row.tobytes()
+            value = cache.get(key)
+            if value is None:
+                todo.setdefault(key, []).append(j)
+            else:
+                cache.move_to_end(key)
+                out[j] = value
+        if todo:
+            values = np.asarray(compute(np.array([js[0] for js in todo.values()])), dtype=np.float64)
+            for (key, js), value in zip(todo.items(), values.tolist()):
+                out[js] = value
+                if self.cache_size:
+                    cache[key] = value
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        return out
 
     def _novel(self, batch: np.ndarray) -> np.ndarray:
         """``bool (n,)``: the reduced composition is none of the known compounds."""
@@ -586,7 +617,8 @@ class RewardModel:
         for name, model in self._domains_smallest_first():
             if alive.size == 0:
                 break
-            keep = model.score_features(features) <= model.threshold
+            keep = self._checked(f"domain:{name}", batch, alive,
+                                 lambda sub, model=model, f=features: model.score_features(f[sub])) <= model.threshold
             alive, features = alive[keep], features[keep]
         if names and alive.size:
             means, _ = self._predict(batch[alive], features, names)
@@ -766,6 +798,7 @@ class RewardModel:
         """Forget every memoised reward (and every memoised :meth:`constraints_met`)."""
         self._cache.clear()
         self._met_cache.clear()
+        self._check_memo.clear()
 
     def cache_state(self) -> dict[str, np.ndarray]:
         """The memoised rewards as plain arrays, least recently used first (see :meth:`restore_cache`).

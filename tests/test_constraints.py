@@ -235,16 +235,43 @@ def test_constraints_met_is_the_constraints_satisfied_flag(task, spec) -> None:
     finals[:, E.index("O")] = np.tile(np.arange(1, 10), len(states))
     cheap = reward_model(task, constraints=spec)
     met = cheap.constraints_met(finals)
-    want = reward_model(task, constraints=spec).evaluate(finals).flags["constraints_satisfied"]
+    fresh = reward_model(task, constraints=spec).evaluate(finals)
+    want = fresh.flags["constraints_satisfied"]
     assert met.tolist() == want.tolist() and 0 < met.sum() < len(met)
     assert not cheap._cache and len(cheap._met_cache) == len(np.unique(finals, axis=0))  # no reward was computed
     assert cheap.constraints_met(finals[::-1]).tolist() == met[::-1].tolist()  # from the memo
     cheap.evaluate(finals[:5])
     assert cheap.constraints_met(finals[:5]).tolist() == want[:5].tolist()  # evaluate()'s memo answers too
+    looked = reward_model(task, constraints=spec)
+    looked.constraints_met(finals)
+    assert looked._check_memo and all(len(memo) for memo in looked._check_memo.values())
+    after = looked.evaluate(finals)  # the terminal flags reuse the lookahead's memoised distances and hull energies
+    assert after.rewards.tolist() == fresh.rewards.tolist()
+    assert all(after.flags[k].tolist() == fresh.flags[k].tolist() for k in fresh.flags)
     state = cheap.cache_state()
     other = reward_model(task, constraints=spec)
     other.restore_cache(state)
     assert other._met_cache == cheap._met_cache and list(other._cache) == list(cheap._cache)
+
+
+def test_domain_distances_and_hull_energies_do_not_depend_on_the_batch() -> None:
+    """What RewardModel memoises per composition is a function of the composition alone."""
+    from oxide_env.chemistry.baseline import random_oxide_counts
+    from oxide_env.chemistry.features import featurize
+    from predictors.data import known_hull
+    from predictors.domain import load_domain
+
+    counts = random_oxide_counts(200, seed=8)
+    features = featurize(counts)
+    hull = known_hull()
+    energies = hull.hull_energy(counts)
+    for name in ("formation_energy", "bulk_modulus"):
+        domain = load_domain(name)
+        scores = domain.score_features(features)
+        for start, size in ((0, 1), (3, 2), (10, 3), (20, 63), (40, 65), (100, 100)):
+            part = slice(start, start + size)
+            assert domain.score_features(features[part]).tolist() == scores[part].tolist()
+            assert np.array_equal(hull.hull_energy(counts[part]), energies[part], equal_nan=True)
 
 
 def test_constraints_met_without_constraints_is_all_true() -> None:
