@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 import io
 import json
 import time
@@ -184,6 +186,41 @@ def _ppo_env(task: BenchTask, method: Method, n_envs: int, seed: int):
     return build_env(_agent_run(task, method, seed, 1), n_envs)
 
 
+@functools.lru_cache(maxsize=1)
+def lean_maskable_policy() -> type:
+    """sb3-contrib's ``MaskableActorCriticPolicy`` without one of its three softmax normalizations per batch.
+
+    ``MaskableCategorical(logits)`` normalizes the logits, then normalizes them again through
+    ``apply_masking(None)``; the policy then calls ``apply_masking(masks)``, which starts again
+    from the first result, so the second is thrown away. This policy skips it: with action
+    masks (MaskablePPO always passes them here) the actions, log-probabilities, entropies and
+    gradients are the same bits (tested), for ~1/3 less of the distribution's work.
+    """
+    from sb3_contrib.common.maskable.distributions import MaskableCategorical, MaskableCategoricalDistribution
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+    from torch.distributions import Categorical
+
+    class OnceNormalizedCategorical(MaskableCategorical):
+        def __init__(self, probs=None, logits=None, validate_args=None, masks=None):
+            self.masks = None
+            Categorical.__init__(self, probs, logits, validate_args)
+            self._original_logits = self.logits
+            if masks is not None:
+                self.apply_masking(masks)
+
+    class LeanCategoricalDistribution(MaskableCategoricalDistribution):
+        def proba_distribution(self, action_logits):
+            self.distribution = OnceNormalizedCategorical(logits=action_logits.view(-1, self.action_dim))
+            return self
+
+    class LeanMaskableActorCriticPolicy(MaskableActorCriticPolicy):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.action_dist = LeanCategoricalDistribution(int(self.action_space.n))
+
+    return LeanMaskableActorCriticPolicy
+
+
 def _train_maskable_ppo(task: BenchTask, method: Method, seed: int, iterations: int, directory: Path, *,
                         settings: dict[str, Any] | None = None, resume: bool = True, log: Any = None):
     """Train MaskablePPO, or reuse the finished model of the same settings (weights only, no pickle).
@@ -198,7 +235,7 @@ def _train_maskable_ppo(task: BenchTask, method: Method, seed: int, iterations: 
 
     path, done_path = directory / "model.zip", directory / "training.json"
     env = _ppo_env(task, method, PPO_ENVS, seed)
-    model = MaskablePPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **PPO_SETTINGS)
+    model = MaskablePPO(lean_maskable_policy(), env, seed=seed, device="cpu", verbose=0, **PPO_SETTINGS)
     done = read_json_dict(done_path) if resume else None
     if done is not None and done.get("finished") and done.get("settings") == settings and path.is_file():
         try:
