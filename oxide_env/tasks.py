@@ -571,26 +571,10 @@ class RewardModel:
         """``what`` (a hull energy or a domain distance) of ``batch[rows]``, float ``(len(rows),)``: memoised
         values, and ``compute(positions)`` for the positions in ``rows`` of the distinct compositions not yet
         known. The lookahead checks the completions of a step-4 state; the agent then ends on one of them."""
-        cache = self._check_memo.setdefault(what, OrderedDict())
-        out = np.empty(len(rows))
-        todo: dict[bytes, list[int]] = {}
-        for j, row in enumerate(np.ascontiguousarray(batch[rows], dtype=np.int64)):
-            key = row.tobytes()
-            value = cache.get(key)
-            if value is None:
-                todo.setdefault(key, []).append(j)
-            else:
-                cache.move_to_end(key)
-                out[j] = value
-        if todo:
-            values = np.asarray(compute(np.array([js[0] for js in todo.values()])), dtype=np.float64)
-            for (key, js), value in zip(todo.items(), values.tolist()):
-                out[js] = value
-                if self.cache_size:
-                    cache[key] = value
-            while len(cache) > self.cache_size:
-                cache.popitem(last=False)
-        return out
+        keys = [row.tobytes() for row in np.ascontiguousarray(batch[rows], dtype=np.int64)]
+        found = self._memoised(self._check_memo.setdefault(what, OrderedDict()), keys,
+                               lambda first: np.asarray(compute(first), dtype=np.float64).tolist(), {})
+        return np.array([found[k] for k in keys], dtype=np.float64)
 
     def _novel(self, batch: np.ndarray) -> np.ndarray:
         """``bool (n,)``: the reduced composition is none of the known compounds."""
@@ -658,14 +642,13 @@ class RewardModel:
         keys = [row.tobytes() for row in counts]
         column = self._flag_names.index("constraints_satisfied")
         known = {k: bool(self._cache[k][5][column]) for k in keys if k in self._cache}  # evaluate()'s memo
-        found = self._memoised(self._met_cache, counts, keys, lambda batch: self._met_rows(batch).tolist(), known)
+        found = self._memoised(self._met_cache, keys, lambda first: self._met_rows(counts[first]).tolist(), known)
         return np.array([found[k] for k in keys], dtype=bool)
 
-    def _memoised(self, cache: OrderedDict, counts: np.ndarray, keys: list[bytes], compute: Callable,
-                  found: dict) -> dict:
+    def _memoised(self, cache: OrderedDict, keys: list[bytes], compute: Callable, found: dict) -> dict:
         """``found`` completed for every key: from ``cache`` (marked recently used, read before anything
-        is evicted), else ``compute`` on the distinct rows of ``counts`` left, whose values enter ``cache``
-        (least recently used entries evicted beyond ``cache_size``)."""
+        is evicted), else ``compute(first)``, ``first`` the position in ``keys`` of each distinct key left,
+        whose values enter ``cache`` (least recently used entries evicted beyond ``cache_size``)."""
         for k in keys:
             if k not in found and k in cache:
                 cache.move_to_end(k)
@@ -673,7 +656,7 @@ class RewardModel:
         todo = [k for k in dict.fromkeys(keys) if k not in found]
         if todo:
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
-            for key, value in zip(todo, compute(counts[[first[k] for k in todo]])):
+            for key, value in zip(todo, compute(np.array([first[k] for k in todo], dtype=np.int64))):
                 found[key] = value
                 if self.cache_size:
                     cache[key] = value
@@ -773,7 +756,7 @@ class RewardModel:
         """Rewards, predictions, validity and constraint flags of final compositions ``(n, 80)``."""
         counts = np.ascontiguousarray(np.asarray(counts, dtype=np.int64).reshape(-1, np.shape(counts)[-1]))
         keys = [row.tobytes() for row in counts]
-        found = self._memoised(self._cache, counts, keys, self._compute, {})
+        found = self._memoised(self._cache, keys, lambda first: self._compute(counts[first]), {})
         entries = [found[k] for k in keys]
         n = len(entries)
         means = np.array([e[1] for e in entries], dtype=np.float64).reshape(n, len(self._names))
