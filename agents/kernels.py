@@ -165,7 +165,7 @@ if AVAILABLE:
             everything = c == 0  # a row that allows nothing draws among all actions
             if everything:
                 c = n_actions
-            # _pick_allowed's arithmetic: float32 u times the float32 count, truncated
+            # _cumulative_pick's arithmetic: float32 u times the float32 count, truncated
             j = min(int(np.float32(u[i]) * np.float32(c)), c - 1)
             for a in range(n_actions):
                 if everything or mask[r, a]:

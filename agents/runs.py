@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import functools
-
 import io
 import json
 import time

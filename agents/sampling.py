@@ -167,24 +167,30 @@ def uniform_allowed(mask: torch.Tensor, generator: torch.Generator | None = None
         -1
     """
     u = torch.rand(mask.shape[0], device=mask.device, generator=generator)
-    if kernels.AVAILABLE and mask.device.type == "cpu":  # the same picks in one pass (agents.kernels.uniform_pick)
-        rows = torch.arange(mask.shape[0]) if where is None else where.nonzero().squeeze(1)
-        picked = torch.from_numpy(kernels.uniform_pick(mask.bool().numpy(), rows.numpy(), u[rows].numpy()))
-        if where is None:
-            return picked
-        out = torch.full((mask.shape[0],), -1, dtype=torch.long)
-        out[rows] = picked
-        return out
-    if where is not None:
-        picked = torch.full((mask.shape[0],), -1, dtype=torch.long, device=mask.device)
-        rows = where.nonzero().squeeze(1)
-        picked[rows] = _pick_allowed(mask[rows], u[rows])
-        return picked
-    return _pick_allowed(mask, u)
+    if where is None:
+        return _pick_allowed(mask, u)
+    rows = where.nonzero().squeeze(1)
+    picked = torch.full((mask.shape[0],), -1, dtype=torch.long, device=mask.device)
+    picked[rows] = _pick_allowed(mask, u, rows)
+    return picked
 
 
-def _pick_allowed(mask: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """The ``floor(u * n_allowed)``-th allowed action of each row (all actions where none is allowed)."""
+def _pick_allowed(mask: torch.Tensor, u: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """The ``floor(u * n_allowed)``-th allowed action of each row of ``mask`` (with ``rows``, of
+    those rows only; ``u`` has one number per row of ``mask``); all actions where none is allowed.
+
+    On a CPU one compiled pass (:func:`agents.kernels.uniform_pick`), elsewhere a cumulative sum.
+    """
+    if kernels.AVAILABLE and mask.device.type == "cpu":
+        index = torch.arange(mask.shape[0]) if rows is None else rows
+        return torch.from_numpy(kernels.uniform_pick(mask.bool().numpy(), index.numpy(), u[index].numpy()))
+    if rows is not None:
+        mask, u = mask[rows], u[rows]
+    return _cumulative_pick(mask, u)
+
+
+def _cumulative_pick(mask: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """:func:`_pick_allowed` by a cumulative sum over each row (any device)."""
     mask = mask.bool()
     mask = mask | ~any_true(mask, dim=1, keepdim=True)
     cumulative = mask.cumsum(dim=1)

@@ -116,7 +116,7 @@ def test_uniform_allowed_where_picks_the_same_actions_in_fewer_rows():
 
 def test_uniform_pick_kernel_picks_what_the_torch_cumsum_picks():
     from agents import kernels
-    from agents.sampling import _pick_allowed
+    from agents.sampling import _cumulative_pick
 
     if not kernels.AVAILABLE:
         pytest.skip("numba not installed")
@@ -128,10 +128,10 @@ def test_uniform_pick_kernel_picks_what_the_torch_cumsum_picks():
     u = torch.rand(300, generator=g)
     u[:3] = torch.tensor([0.0, 1.0 - 2.0 ** -24, 0.5])  # the smallest and largest float32 draws
     rows = torch.arange(300)
-    assert kernels.uniform_pick(mask.numpy(), rows.numpy(), u.numpy()).tolist() == _pick_allowed(mask, u).tolist()
+    assert kernels.uniform_pick(mask.numpy(), rows.numpy(), u.numpy()).tolist() == _cumulative_pick(mask, u).tolist()
     some = torch.tensor([5, 5, 0, 299])
     assert kernels.uniform_pick(mask.numpy(), some.numpy(), u[some].numpy()).tolist() == \
-        _pick_allowed(mask[some], u[some]).tolist()
+        _cumulative_pick(mask[some], u[some]).tolist()
     with pytest.raises(ValueError, match="Invalid arguments"):
         kernels.uniform_pick(mask.numpy(), np.array([300]), np.zeros(1, np.float32))
 
