@@ -125,10 +125,7 @@ def test_linear_programme_where_the_simplex_does_not_finish(known, monkeypatch) 
     queries = _oxygen_line_queries(20)
     want = FormationHull(formulas, energies).hull_energy(queries)
 
-    def unfinished(fractions, energies, targets, out):
-        out[:] = np.nan
-
-    monkeypatch.setattr(module, "_lowest_mixtures", unfinished)
+    monkeypatch.setattr(module, "_SIMPLEX_BUDGET", 0)  # no pivot allowed: no programme finishes
     hull = FormationHull(formulas, energies)
     np.testing.assert_allclose(hull.hull_energy(queries), want, atol=1e-9)
     assert hull.n_linear_programs == int((np.count_nonzero(queries, axis=1) > 1).sum())
@@ -147,16 +144,37 @@ def test_simplex_on_a_degenerate_system() -> None:
     assert hull.n_linear_programs == 0
 
 
-def test_systems_without_compounds_below_zero_and_the_bounded_cache(monkeypatch) -> None:
-    from oxide_env.chemistry import hull as module
-
+def test_systems_without_compounds_below_zero() -> None:
     hull = FormationHull(["MgO", "AlTi", "CaO"], [-3.0, 0.2, -3.1])
     np.testing.assert_allclose(hull.hull_energy(["AlTi", "Al3Ti", "Mg", "MgO2", "CaMgO2"]),
                                [0.0, 0.0, 0.0, -2.0, -3.05], atol=1e-12)
     assert np.isnan(hull.hull_energy([np.zeros(80)])[0]) and hull.hull_energy([]).shape == (0,)
-    monkeypatch.setattr(module, "_SYSTEMS_REMEMBERED", 2)
-    hull.hull_energy(["MgO", "CaO", "CaMgO2", "AlTiO"])
-    assert len(hull._ready) == 2
+
+
+def test_compiled_pass_equals_the_python_path_bit_for_bit(monkeypatch) -> None:
+    """Systems of up to 7 elements are gathered and solved in one compiled pass; larger ones in Python.
+    Both give the same bits (the same compounds in the same order, the same fractions, the same
+    simplex), on the project's known compounds, integer and fractional amounts of 2-9 elements."""
+    import copy
+
+    from oxide_env.chemistry import hull as module
+    from oxide_env.chemistry.elements import ELEMENTS
+    from predictors.data import known_hull
+
+    hull = copy.copy(known_hull())  # a copy without the subsystem table
+    common = [ELEMENTS.index(e) for e in ("O", "Mg", "Al", "Ti", "Ca", "Sr", "Ba", "La", "Fe", "Ni", "Zn", "Li",
+                                          "Na", "Si", "Y", "Zr", "Nb", "Mn")]
+    rng = np.random.default_rng(5)
+    queries = np.zeros((1500, 80))
+    for row in queries:
+        k = int(rng.integers(2, 10))
+        els = rng.choice(common if rng.random() < 0.8 else np.arange(80), size=k, replace=False)
+        row[els] = rng.integers(1, 10, size=k) if rng.random() < 0.5 else rng.random(k) * 3
+    got = hull.hull_energy(queries)
+    assert hull._table is not None and np.isfinite(got).all()
+    monkeypatch.setattr(module, "_KERNEL_ELEMENTS", 1)  # every system through the Python path
+    np.testing.assert_array_equal(hull.hull_energy(queries), got)
+    assert (got < 0).mean() > 0.5
 
 
 def test_pickled_hull_drops_its_cache_and_answers_the_same(known) -> None:
@@ -167,7 +185,7 @@ def test_pickled_hull_drops_its_cache_and_answers_the_same(known) -> None:
     queries = ["MgAl2O4", "Mg2TiO4", "Al2TiO5", "MgAl4O7"]
     want = hull.hull_energy(queries)
     copy = pickle.loads(pickle.dumps(hull))
-    assert hull._ready and not copy._ready
+    assert hull._table is not None and copy._table is None
     np.testing.assert_allclose(copy.hull_energy(queries), want, atol=1e-12)
 
 
