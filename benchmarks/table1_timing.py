@@ -53,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", required=True, help="the Table 1 folder to time (its --out)")
     parser.add_argument("--reference", default=str(RESULTS), help="the folder to compare with (default: the committed one)")
-    parser.add_argument("--out", default=str(RESULTS / "table1_timing.md"))
+    parser.add_argument("--out", default=str(RESULTS / "table1_timing.md"),
+                        help="the Markdown report to write (a .md file; the .csv is written beside it)")
     args = parser.parse_args(argv)
+    if Path(args.out).suffix != ".md":
+        parser.error(f"--out {args.out!r} is not a .md file: name the Markdown report, e.g. "
+                     f"--out {Path(args.out).with_suffix('.md')} (its .csv is written beside it)")
     runs, reference = Path(args.runs), Path(args.reference)
     rows = compare(runs, reference)
     if not rows:
