@@ -420,6 +420,32 @@ def _new_element_bits(e, en, x, amin, cmax, state_bits):  # pragma: no cover - c
     return bits
 
 
+@njit(cache=True, inline="always")
+def _mark_count(res, m, hit):  # pragma: no cover - compiled
+    """Where ``hit``, allow count ``m`` of this step: 0 (skip) for every element, else oxygen ``m``."""
+    if hit:
+        if m == 0:
+            for e in range(res.shape[0]):
+                res[e, 0] = True
+        else:
+            res[_O, m] = True
+
+
+@njit(cache=True, inline="always")
+def _mark_new_elements(res, hits, is_item, en, x, amin, cmax, state_bits):  # pragma: no cover - compiled
+    """``res[e, m]`` for each new element ``e`` (not oxygen, not present) and ``m`` in 1..9 where one
+    of its possible states (:func:`_new_element_bits`) is in ``hits[m]``."""
+    for e in range(res.shape[0]):
+        if e == _O or is_item[e]:
+            continue
+        bits = _new_element_bits(e, en, x, amin, cmax, state_bits)
+        if bits == 0:
+            continue
+        for m in range(1, 10):
+            if bits & hits[m]:
+                res[e, m] = True
+
+
 @njit(cache=True)
 def _state_hits(bs, scale, sv, big):  # pragma: no cover - compiled
     """Bitmask over the states j with ``-scale * sv[j]`` in ``bs``."""
@@ -668,12 +694,7 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
                     if k > 0:
                         for t in range(m + 1, m + 10):
                             hit |= prof1[t]
-                    if hit:
-                        if m == 0:
-                            for e in range(n_el):
-                                res[e, 0] = True
-                        else:
-                            res[_O, m] = True
+                    _mark_count(res, m, hit)
                 # present elements: c_e + m atoms against Y9 without them
                 for i in range(k):
                     for m in range(1, 10):
@@ -681,15 +702,7 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
                             if _has(y9m[i], -(cnt[i] + m) * side_states[sides[i], items[i], t], big):
                                 res[items[i], m] = True
                 # new elements
-                for e in range(n_el):
-                    if e == _O or is_item[e]:
-                        continue
-                    bits = _new_element_bits(e, en, x, amin, cmax, state_bits)
-                    if bits == 0:
-                        continue
-                    for m in range(1, 10):
-                        if bits & z[m]:
-                            res[e, m] = True
+                _mark_new_elements(res, z, is_item, en, x, amin, cmax, state_bits)
                 continue
             # ---- step 2 (two actions, then oxygen 1..9); what earlier patterns decided is skipped
             need_c = False  # oxygen m / count 0 (res[_O, 0] stands for every count 0)
@@ -750,12 +763,7 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
                             hit |= prof1[t]
                     for t in range(m + 1, m + 10):
                         hit |= prof2[t]
-                    if hit:
-                        if m == 0:
-                            for e in range(n_el):
-                                res[e, 0] = True
-                        else:
-                            res[_O, m] = True
+                    _mark_count(res, m, hit)
             # ---- present elements raised by m: c_e + m against V (Y18, R and N9 = Y9 + FS,
             # all without the element); c_e + m + d against Y9 without it
             if need_b:
@@ -799,15 +807,7 @@ def _masks_kernel(arr, step, big, sv, side_states, n_side_states, state_bits, x,
                     zu[m] = _state_hits(u_set, m, sv, big)
                     for d in range(1, 10):
                         zu[m] |= z[m + d]
-                for e in range(n_el):
-                    if e == _O or is_item[e]:
-                        continue
-                    bits = _new_element_bits(e, en, x, amin, cmax, state_bits)
-                    if bits == 0:
-                        continue
-                    for m in range(1, 10):
-                        if bits & zu[m]:
-                            res[e, m] = True
+                _mark_new_elements(res, zu, is_item, en, x, amin, cmax, state_bits)
             if n_pat < pat_sides.shape[0]:  # kept for the second new element, below
                 pat_sides[n_pat, : k + 1] = sides[: k + 1]
                 pat_bounds[n_pat, 0] = cmax
