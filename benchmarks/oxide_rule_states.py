@@ -25,13 +25,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def pymatgen_guesses(formula: str) -> list[dict[str, float]]:
