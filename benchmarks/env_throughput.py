@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                      "ratio": None if old_sps is None else new_sps / old_sps, "target": target})
         print(rows[-1], flush=True)
 
-    def shipped():
-        model = reward_model("bulk_modulus")
+    def shipped(report: str = "all"):
+        model = reward_model("bulk_modulus", report=report)
         model.clear_cache()
         return model
 
@@ -149,16 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                                         steps // 5, args.seed))(shipped()))
     measure(f"SB3 VecEnv ({n} copies), shipped predictors", ">= 30,000",
             lambda: time_sb3(make_oxide_vec_env(n, seed=args.seed, reward_model=shipped()), steps, args.seed))
-
-    def reward_only():
-        model = reward_model("bulk_modulus", report="reward")
-        model.clear_cache()
-        return model
-
     measure(f"Gymnasium vector env ({n} copies), shipped predictors, report='reward' (training's setting)", "-",
-            lambda: time_gym(OxideCompositionVectorEnv(n, reward_only()), steps, args.seed))
+            lambda: time_gym(OxideCompositionVectorEnv(n, shipped("reward")), steps, args.seed))
     measure(f"SB3 VecEnv ({n} copies), shipped predictors, report='reward' (training's setting)", "-",
-            lambda: time_sb3(make_oxide_vec_env(n, seed=args.seed, reward_model=reward_only()), steps, args.seed))
+            lambda: time_sb3(make_oxide_vec_env(n, seed=args.seed, reward_model=shipped("reward")), steps, args.seed))
     for constraint in ("charge_neutral", "electronegativity_balanced"):
         measure(f"Gymnasium vector env ({n} copies), exact {constraint} masks, excluding predictors", "-",
                 lambda c=constraint: time_gym(OxideCompositionVectorEnv(n, fake(), exact_masks=c), steps // 2,

@@ -778,7 +778,7 @@ class RewardModel:
     # The memo is part of a training run's state: a predictor's float32 output can differ in the
     # last bit between batch sizes, so an exactly resumed run needs the same cached values.
     def clear_cache(self) -> None:
-        """Forget every memoised reward (and every memoised :meth:`constraints_met`)."""
+        """Forget every memoised reward, :meth:`constraints_met` answer, hull energy and domain distance."""
         self._cache.clear()
         self._met_cache.clear()
         self._check_memo.clear()

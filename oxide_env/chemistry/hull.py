@@ -193,13 +193,12 @@ class FormationHull:
         starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
         blocks = np.split(rows[order], starts[1:])
         small = n_present[rows[order][starts]] <= _KERNEL_ELEMENTS
-        if small.any():  # every system of an episode: one compiled pass, each system gathered once
-            ordered = np.concatenate([block for block, s in zip(blocks, small) if s])
-            bounds = np.r_[0, np.cumsum([len(block) for block, s in zip(blocks, small) if s])]
+        compiled = [block for block, s in zip(blocks, small) if s]
+        if compiled:  # every system of an episode: one compiled pass, each system gathered once
             codes, first, last, compound_rows = self._subsystem_table()
-            _system_hulls(amounts, ordered, bounds, codes, first, last, compound_rows, self._fractions,
-                          self._energies, _SIMPLEX_BUDGET, out)
-            self.n_systems += int(small.sum())
+            _system_hulls(amounts, np.concatenate(compiled), np.r_[0, np.cumsum([len(b) for b in compiled])], codes,
+                          first, last, compound_rows, self._fractions, self._energies, _SIMPLEX_BUDGET, out)
+            self.n_systems += len(compiled)
         for block in (block for block, s in zip(blocks, small) if not s):
             system = frozenset(np.flatnonzero(present[block[0]]).tolist())
             fractions, energies, members = self._system(system)
