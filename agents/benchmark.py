@@ -512,19 +512,29 @@ def _plot_pareto(out: Path, results, lam_tasks: Sequence[BenchTask], methods: Se
         s, k = props["sintering_temperature"], props["bulk_modulus"]
         ax.scatter(s, k, s=5, alpha=0.5, c="tab:blue", label=METHODS[agent].label)
         front = pareto_front(s, k)
-        ax.plot(s[front], k[front], "-o", c="tab:red", ms=3, lw=1, label="non-dominated front")
-        keys = composition_keys(np.array(formulas, dtype=object)[front].tolist())
-        novel = [i for i, key in zip(front, keys) if key not in known]
+        ax.plot(s[front], k[front], "-o", c="tab:red", ms=3, lw=1, label="non-dominated front (all designs)")
+        # the stars: what a chemist would keep from the front, i.e. the non-dominated designs among the
+        # plausible ones (oxide rule, E_f <= -0.5, in domain) that are no known compound; files from
+        # before the plausible column fall back to the whole front
+        if "plausible" in props:
+            candidates = np.flatnonzero(props["plausible"] > 0.5)
+            ax.scatter(s[candidates], k[candidates], s=12, c="black", marker="D", label="plausible designs")
+            chosen = candidates[pareto_front(s[candidates], k[candidates])] if candidates.size else candidates
+        else:
+            chosen = front
+        keys = composition_keys(np.array(formulas, dtype=object)[chosen].tolist())
+        novel = [i for i, key in zip(chosen, keys) if key not in known]
         for i in (novel[:: max(1, len(novel) // 3)][:3] if novel else []):
             ax.annotate(formulas[i], (s[i], k[i]), xytext=(6, -10), textcoords="offset points", fontsize=8,
                         color="darkgreen")
-            ax.plot(s[i], k[i], "*", c="green", ms=10)
+            ax.plot(s[i], k[i], "*", c="green", ms=12)
         ax.set_title(task.label)
         ax.set_xlabel("predicted sintering temperature (°C)")
     axes[0][0].set_ylabel("predicted ln bulk modulus (ln GPa)")
-    axes[0][0].legend(loc="lower right", fontsize=8)
-    fig.suptitle("Figure 2 (stars: novel Pareto-optimal compositions)")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle("Figure 2 (stars: novel compositions on the front of the plausible designs)")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     atomic_save_figure(fig, out / "pareto.png", dpi=110)
     plt.close(fig)
 

@@ -6,7 +6,9 @@ lists (``../shared/datasets/paper_generated``), and reports per task and method,
 over seeds: % charge neutral / % EN balanced under our rule *and* under the paper's rule (in
 separate columns), % icsd24, % oxide rule, % E_f <= -0.5 eV/atom, median hull distance,
 % in domain, % plausible and % unique; plus the best plausible novel designs of each task
-(highest task reward among plausible, novel designs), with every check.
+(highest task reward among plausible, novel designs), with every check; and the best of one
+method (``--near-hull``, our method by default) that are also within 0.1 eV/atom of the predicted
+hull, with pymatgen's likely oxidation states, for a chemist to read.
 
 It re-checks materials already generated (no training), so it shows what the new checks say
 about runs made before them. Writes ``table1_checks.md`` and ``table1_checks.csv``.
@@ -47,6 +49,30 @@ def oxygen_share(formula: str) -> float:
     return float(counts[ELEMENTS.index("O")]) / anions if anions else 0.0
 
 
+def _number(value: float) -> str:
+    """A predicted property for a table: 3 significant digits, whole numbers from 100 on (1,046, not 1.05e+03)."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def likely_states(formula: str) -> str:
+    """pymatgen's most probable charge-balanced oxidation states with oxygen at -2, or ``"none"``.
+
+    Example:
+        >>> likely_states("LiCoO2")
+        'Li+1, Co+3, O-2'
+    """
+    import warnings
+
+    from pymatgen.core import Composition
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        guesses = Composition(formula).oxi_state_guesses(oxi_states_override={"O": [-2]})
+    if not guesses:
+        return "none"
+    return ", ".join(f"{el}{value:+.3g}" for el, value in guesses[0].items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=Path(__file__).parent / "results",
@@ -55,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="the authors' lists (default: ../shared/datasets/paper_generated if present; 'none')")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--best", type=int, default=5, help="best plausible novel designs listed per task")
+    parser.add_argument("--near-hull", default="constrained_dqn", metavar="METHOD",
+                        help="also list this method's best plausible novel designs within 0.1 eV/atom of the "
+                             "predicted hull, with pymatgen's likely oxidation states (default constrained_dqn; "
+                             "'none' to skip)")
     args = parser.parse_args(argv)
+    if args.best < 0:
+        parser.error(f"--best {args.best}: expected a count >= 0")
 
     import numpy as np
     import pandas as pd
@@ -69,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     from oxide_env.chemistry.metrics import composition_keys
     from predictors.assess import assess
     from predictors.data import training_keys
+    from oxide_env.chemistry.composition import reduced_formula
 
+    if args.near_hull not in ("none", *METHODS):
+        parser.error(f"--near-hull {args.near_hull!r}: choose one of {', '.join(METHODS)} or 'none'")
     known = training_keys()
 
     lists = default_paper_lists() if args.paper_lists == "auto" else (
@@ -98,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             reward = make_task(task.task, lam=task.lam).reward({p: checks[p] for p in task.properties})
             novel = np.array([k not in known for k in composition_keys(generated)], dtype=bool)
             ok = checks["plausible"] & novel
+            keys = composition_keys(generated)
             for i in np.flatnonzero(ok):
-                designs.append({"task": task.key, "method": method, "generated": generated[i],
+                designs.append({"task": task.key, "method": method, "generated": generated[i], "key": keys[i],
                                 "reward": float(reward[i]), **{k: checks[k][i] for k in checks}})
     df = pd.DataFrame(rows)
     summary = df.groupby(["task", "method"], sort=False)[list(COLUMNS)].agg(["mean", "std"])
@@ -153,10 +189,28 @@ def main(argv: list[str] | None = None) -> int:
                       " | E_f (eV/atom) | E above hull | oxide rule | icsd24 | in domain | O share |", "|---|---|" +
                       "---|" * (len(task.properties) + 6)]
             for d in shown:
-                props = " | ".join(f"{d[p]:.3g}" for p in task.properties)
+                props = " | ".join(_number(d[p]) for p in task.properties)
                 lines.append(f"| {d['generated']} | {d['method']} | {props} | {d['formation_energy']:.2f} | "
                              f"{d['e_above_hull']:.2f} | {bool(d['oxide_rule'])} | {bool(d['icsd24'])} | "
                              f"{bool(d['in_domain'])} | {oxygen_share(d['generated']):.0%} |")
+        near = sorted((d for d in designs if d["task"] == task.key and d["method"] == args.near_hull
+                       and d["e_above_hull"] <= 0.1), key=lambda d: -d["reward"])
+        seen_keys, shown = set(), []
+        for d in near:
+            if d["key"] not in seen_keys:
+                seen_keys.add(d["key"])
+                shown.append(d)
+        if shown:
+            lines += ["", f"`{args.near_hull}`: best plausible novel designs within 0.1 eV/atom of the predicted hull "
+                      f"({len(seen_keys)} distinct compositions over its runs; reduced formulas; *states*: pymatgen's most "
+                      "probable charge-balanced assignment with O at −2):", "",
+                      "| design | " + " | ".join(task.properties) + " | E_f (eV/atom) | E above hull | states |",
+                      "|---|" + "---|" * (len(task.properties) + 3)]
+            for d in shown[:args.best]:
+                formula = reduced_formula(d["generated"])
+                props = " | ".join(_number(d[p]) for p in task.properties)
+                lines.append(f"| {formula} | {props} | {d['formation_energy']:.2f} | {d['e_above_hull']:.2f} | "
+                             f"{likely_states(formula)} |")
         lines.append("")
     text = "\n".join(lines)
     atomic_write_text(args.out / "table1_checks.md", text)

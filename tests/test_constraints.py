@@ -413,3 +413,44 @@ def test_strict_novel_makes_a_known_compound_the_worst_paid_violation() -> None:
     assert make_env(task="bulk_modulus", constraints={"novel": "strict"}) is not None
     with pytest.raises(ValueError, match="True or False or 'strict'"):
         make_env(task="bulk_modulus", constraints={"novel": "yes"})
+
+
+def test_table1_checks_lists_near_hull_designs_with_their_states(tmp_path) -> None:
+    """The near-hull list of ``benchmarks/table1_checks.py`` on 200 designs of a committed run: every
+    listed design is distinct, plausible, novel, within 0.1 eV/atom of the hull, and carries pymatgen's
+    states; a bad --near-hull or --best is refused."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    source = root / "benchmarks" / "results" / "table1_runs" / "bulk_modulus" / "constrained_dqn" / "seed0"
+    run = tmp_path / "table1_runs" / "bulk_modulus" / "constrained_dqn" / "seed0"
+    run.mkdir(parents=True)
+    lines = (source / "formulas.csv").read_text().splitlines()[:201]
+    (run / "formulas.csv").write_text("\n".join(lines) + "\n")
+    shutil.copy(source / "result.json", run / "result.json")
+    spec = importlib.util.spec_from_file_location("table1_checks", root / "benchmarks" / "table1_checks.py")
+    checks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checks)
+    for bad in (["--near-hull", "ppo"], ["--best", "-1"]):
+        with pytest.raises(SystemExit):
+            checks.main(["--runs", str(tmp_path), "--out", str(tmp_path), "--paper-lists", "none", *bad])
+    assert checks.main(["--runs", str(tmp_path), "--out", str(tmp_path), "--paper-lists", "none", "--best", "4"]) == 0
+    text = (tmp_path / "table1_checks.md").read_text()
+    section = text.split("within 0.1 eV/atom of the predicted hull")[1].split("\n\n")[1]
+    rows = [r.split(" | ") for r in section.splitlines()[2:]]
+    assert len(rows) == 4
+    from oxide_env.chemistry.composition import reduced_formula
+
+    by_formula = {}
+    for line in lines[1:]:
+        fields = line.split(",")
+        by_formula[reduced_formula(fields[0])] = fields
+    header = lines[0].split(",")
+    for row in rows:
+        formula = row[0].strip("| ")
+        fields = dict(zip(header, by_formula[formula]))
+        assert fields["plausible"] == "1" and float(fields["e_above_hull"]) <= 0.1
+        assert "O-2" in row[-1]
+    assert len({r[0] for r in rows}) == 4
