@@ -249,15 +249,18 @@ def goal_status(task: BenchTask, row: dict[str, float]) -> list[str]:
     % unique >= 99 (redrawn duplicates do not count); ElMD at least the paper's; shift vs random at
     least the paper's (λ = 250: better than random on both properties).
     """
+    def below(value: float, goal: float) -> str:  # "98.97 < 99", not "99.0 < 99"
+        return f"{value:.2f}" if round(value, 1) >= goal else f"{value:.1f}"
+
     missed = []
     if row.get("pct_plausible", math.nan) < GOAL_PLAUSIBLE or math.isnan(row.get("pct_plausible", math.nan)):
-        missed.append(f"% plausible {row.get('pct_plausible', math.nan):.1f} < {GOAL_PLAUSIBLE:g}")
+        missed.append(f"% plausible {below(row.get('pct_plausible', math.nan), GOAL_PLAUSIBLE)} < {GOAL_PLAUSIBLE:g}")
     unique = row.get("pct_unique_policy", row["pct_unique"])
     if unique < GOAL_UNIQUE_POLICY:
-        missed.append(f"% unique (policy) {unique:.1f} < {GOAL_UNIQUE_POLICY:g}")
+        missed.append(f"% unique (policy) {below(unique, GOAL_UNIQUE_POLICY)} < {GOAL_UNIQUE_POLICY:g}")
     paper = PAPER.get(task.key)
     if paper is not None and row["elmd_mean"] < paper["elmd"]:
-        missed.append(f"ElMD {row['elmd_mean']:.1f} < the paper's {paper['elmd']:.1f}")
+        missed.append(f"ElMD {below(row['elmd_mean'], paper['elmd'])} < the paper's {paper['elmd']:.1f}")
     if task.task == "sintering_bulk":
         if task.lam == 250.0:
             for prop, direction in zip(task.properties, task.directions):

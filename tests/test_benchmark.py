@@ -36,6 +36,10 @@ def test_goal_status_names_what_is_missed():
     row.update(sintering_temperature_shift=0.1, elmd_mean=9.0)
     assert "sintering_temperature not better" in goal_status(TASKS_BY_KEY["sintering_bulk_250"], row)[0]
     assert "% plausible nan" in goal_status(TASKS_BY_KEY["bulk_modulus"], {**row, "pct_plausible": float("nan")})[0]
+    # a miss that one decimal would print as the goal itself shows a second decimal
+    near = goal_status(TASKS_BY_KEY["shear_modulus"], {**row, "pct_unique_policy": 98.97, "elmd_mean": 10.96,
+                                                       "shear_modulus_shift": 2.0})
+    assert near == ["% unique (policy) 98.97 < 99", "ElMD 10.96 < the paper's 11.0"]
 
 
 def test_cli_choices_match_the_benchmark():
@@ -76,6 +80,8 @@ def test_smoke_table1_tiny_budget_and_resume(tmp_path, monkeypatch):
     assert float(ours["pct_oxide_rule"]) == 100.0
     result = json.loads((tmp_path / "table1_runs/bulk_modulus/constrained_dqn/seed0/result.json").read_text())
     assert result["metrics"]["n"] == 20
+    # provenance, not a setting: the CPU kind and libraries a run's bits depend on
+    assert result["platform"] == runs.platform_info() and "platform" not in result["settings"]
     assert f"| {METHODS['constrained_dqn'].label} |" in text and "Hypervolume" in text
     ppo = next(r for r in rows if r["task"] == "bulk_modulus" and r["method"] == "maskable_ppo_plausible")
     assert float(ppo["pct_oxide_rule"]) == 100.0  # the same exact masks serve any algorithm
