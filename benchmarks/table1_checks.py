@@ -98,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     from agents.generation import read_materials_csv
     from oxide_env.files import atomic_write_text
     from oxide_env.tasks import make_task
-    from oxide_env.chemistry.metrics import composition_keys
+    from oxide_env.chemistry.composition import reduced_formula
+    from oxide_env.chemistry.metrics import NEAR_HULL, composition_keys
     from predictors.assess import assess
     from predictors.data import training_keys
-    from oxide_env.chemistry.composition import reduced_formula
 
     if args.near_hull not in ("none", *METHODS):
         parser.error(f"--near-hull {args.near_hull!r}: choose one of {', '.join(METHODS)} or 'none'")
@@ -131,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                      **{c: metrics[c] for c in COLUMNS}})
         if method not in ("random", PAPER_PUBLISHED):
             reward = make_task(task.task, lam=task.lam).reward({p: checks[p] for p in task.properties})
-            novel = np.array([k not in known for k in composition_keys(generated)], dtype=bool)
-            ok = checks["plausible"] & novel
             keys = composition_keys(generated)
+            novel = np.array([k not in known for k in keys], dtype=bool)
+            ok = checks["plausible"] & novel
             for i in np.flatnonzero(ok):
                 designs.append({"task": task.key, "method": method, "generated": generated[i], "key": keys[i],
                                 "reward": float(reward[i]), **{k: checks[k][i] for k in checks}})
@@ -194,14 +194,14 @@ def main(argv: list[str] | None = None) -> int:
                              f"{d['e_above_hull']:.2f} | {bool(d['oxide_rule'])} | {bool(d['icsd24'])} | "
                              f"{bool(d['in_domain'])} | {oxygen_share(d['generated']):.0%} |")
         near = sorted((d for d in designs if d["task"] == task.key and d["method"] == args.near_hull
-                       and d["e_above_hull"] <= 0.1), key=lambda d: -d["reward"])
+                       and d["e_above_hull"] <= NEAR_HULL), key=lambda d: -d["reward"])
         seen_keys, shown = set(), []
         for d in near:
             if d["key"] not in seen_keys:
                 seen_keys.add(d["key"])
                 shown.append(d)
         if shown:
-            lines += ["", f"`{args.near_hull}`: best plausible novel designs within 0.1 eV/atom of the predicted hull "
+            lines += ["", f"`{args.near_hull}`: best plausible novel designs within {NEAR_HULL:g} eV/atom of the predicted hull "
                       f"({len(seen_keys)} distinct compositions over its runs; reduced formulas; *states*: pymatgen's most "
                       "probable charge-balanced assignment with O at −2):", "",
                       "| design | " + " | ".join(task.properties) + " | E_f (eV/atom) | E above hull | states |",
