@@ -379,7 +379,7 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
 def platform_info() -> dict[str, str]:
     """What a run's bits depend on besides its settings: the CPU and the numeric libraries.
 
-    Torch's matrix products and the fused numba kernel pick their code by the CPU's vector
+    Torch's kernels (and the libraries under them) pick their code by the CPU's vector
     instructions (AVX2, AVX-512), which sum in other orders; one last bit that differs sends a DQN
     run down another trajectory, as another seed would. So a seed repeats a run bit for bit on the
     same CPU kind with the same libraries, and draws other designs elsewhere. ``result.json`` keeps
