@@ -454,3 +454,10 @@ def test_table1_checks_lists_near_hull_designs_with_their_states(tmp_path) -> No
         assert fields["plausible"] == "1" and float(fields["e_above_hull"]) <= 0.1
         assert "O-2" in row[-1]
     assert len({r[0] for r in rows}) == 4
+    # the stricter reading: plausible AND balanced in pymatgen's common states (O at -2)
+    import csv
+
+    with open(tmp_path / "table1_checks.csv", newline="") as fh:
+        summary = next(csv.DictReader(fh))
+    assert 0.0 < float(summary["pct_plausible_common_states"]) <= float(summary["pct_plausible"])
+    assert checks.common_states_balanced("LiCoO2") and not checks.common_states_balanced("MnVO2")  # V2+ is no common state
