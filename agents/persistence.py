@@ -391,3 +391,34 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
     """Arrays of :func:`write_arrays`, never unpickling."""
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+def platform_info() -> dict[str, str]:
+    """What a run's bits depend on besides its settings: the CPU and the numeric libraries.
+
+    Torch's kernels (and the libraries under them) pick their code by the CPU's vector
+    instructions (AVX2, AVX-512), which sum in other orders; one last bit that differs sends a DQN
+    run down another trajectory, as another seed would. So a seed repeats a run bit for bit on the
+    same CPU kind with the same libraries, and draws other designs elsewhere. A Table 1
+    ``result.json`` and every checkpoint keep this as provenance, not as a setting: a finished run
+    made elsewhere is reused, and a checkpoint made elsewhere resumes with a warning (the resumed
+    run then repeats neither machine's uninterrupted run).
+
+    Example:
+        >>> sorted(platform_info())
+        ['cpu', 'numba', 'numpy', 'python', 'stable_baselines3', 'torch', 'vector_isa']
+    """
+    import platform
+
+    import numba
+    import stable_baselines3
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "vector_isa": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__, "numba": numba.__version__,
+            "stable_baselines3": stable_baselines3.__version__}

@@ -314,6 +314,7 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     interrupted DQN run resumes exactly from its last checkpoint. Files are written atomically.
     """
     from agents.generation import write_materials_csv
+    from agents.persistence import platform_info
     from oxide_env.chemistry.baseline import random_oxides
     from oxide_env.chemistry.metrics import pct_unique
     from oxide_env.files import atomic_write_json, remove_stale_temporaries
@@ -371,39 +372,9 @@ def run_one(task: BenchTask, method: Method, seed: int, *, n: int, iterations: i
     result = dict(task=task.key, method=method.key, seed=seed, n=n, iterations=iterations,
                   train_seconds=train_seconds, generate_seconds=generate_seconds,
                   evaluate_seconds=evaluate_seconds, metrics=metrics, settings=settings,
-                  metric_rules=tables_fingerprint(), platform=platform_info())
+                  metric_rules=tables_fingerprint(), platform=platform_info())  # provenance, not a setting
     atomic_write_json(result_path, result)  # a run counts as finished only once its result is complete
     return result
-
-
-def platform_info() -> dict[str, str]:
-    """What a run's bits depend on besides its settings: the CPU and the numeric libraries.
-
-    Torch's kernels (and the libraries under them) pick their code by the CPU's vector
-    instructions (AVX2, AVX-512), which sum in other orders; one last bit that differs sends a DQN
-    run down another trajectory, as another seed would. So a seed repeats a run bit for bit on the
-    same CPU kind with the same libraries, and draws other designs elsewhere. ``result.json`` keeps
-    this as provenance, not as a setting: a finished run made elsewhere is reused.
-
-    Example:
-        >>> sorted(platform_info())
-        ['cpu', 'numba', 'numpy', 'python', 'stable_baselines3', 'torch', 'vector_isa']
-    """
-    import platform
-
-    import numba
-    import stable_baselines3
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "vector_isa": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "numba": numba.__version__,
-            "stable_baselines3": stable_baselines3.__version__}
 
 
 REQUIRED_METRICS = ("pct_plausible_near_hull", "pct_new_plausible")

@@ -199,7 +199,7 @@ def first_difference(stored: dict[str, Any], wanted: dict[str, Any]) -> tuple[st
 
 def save_checkpoint(model: Any, path: Path, settings: dict[str, Any], train_seconds: float) -> None:
     """Write one checkpoint folder atomically (see the module docstring)."""
-    from agents.persistence import training_state, write_arrays
+    from agents.persistence import platform_info, training_state, write_arrays
     from oxide_env.files import atomic_directory
 
     state, arrays = training_state(model)
@@ -211,7 +211,7 @@ def save_checkpoint(model: Any, path: Path, settings: dict[str, Any], train_seco
         files = {name: sha256_file(tmp / name) for name in ("model.zip", "arrays.npz")}
         meta = {"format": CHECKPOINT_FORMAT, "settings": settings, "iteration": model.iteration,
                 "num_timesteps": model.num_timesteps, "train_seconds": train_seconds, "files": files,
-                "training": state}
+                "training": state, "platform": platform_info()}
         (tmp / "state.json").write_text(json.dumps(meta) + "\n")
 
 
@@ -368,7 +368,7 @@ def train_agent(run: AgentRun, out: str | Path | None = None, *, progress: bool 
             training in ``out``.
     """
     from agents.dqn import ConstrainedDQN
-    from agents.persistence import clear_reward_caches
+    from agents.persistence import clear_reward_caches, platform_info
     from oxide_env.files import (
         DirectoryLock,
         atomic_write_json,
@@ -442,6 +442,13 @@ def train_agent(run: AgentRun, out: str | Path | None = None, *, progress: bool 
                 resumed_from, seconds_before = int(meta["iteration"]), float(meta["train_seconds"])
                 say(f"resuming {str(directory)!r} from {ckpt.name} (iteration {resumed_from} of "
                     f"{run.iterations + 1} incl. warm-up; settings match)")
+                here = platform_info()
+                if meta.get("platform", here) != here:
+                    made = meta["platform"]
+                    say(f"warning: {ckpt.name} was written on {made.get('cpu')!r} ({made.get('vector_isa')}, torch "
+                        f"{made.get('torch')}), this machine is {here['cpu']!r} ({here['vector_isa']}, torch "
+                        f"{here['torch']}): the run resumes with the same settings, but its designs will repeat "
+                        "neither machine's uninterrupted run (see README, 'Reproducible on the same kind of CPU')")
                 break
         remaining = run.total_timesteps - model.num_timesteps
         callback_ = ProgressAndCheckpoint(run.total_timesteps, directory, checkpoint_every, progress,

@@ -9,6 +9,7 @@ import pytest
 import oxide_env
 from agents import benchmark, runs
 from agents.benchmark import goal_status, hypervolume, pareto_front, run_table1
+from agents.persistence import platform_info
 from agents.runs import METHODS, TASKS_BY_KEY
 
 
@@ -81,7 +82,7 @@ def test_smoke_table1_tiny_budget_and_resume(tmp_path, monkeypatch):
     result = json.loads((tmp_path / "table1_runs/bulk_modulus/constrained_dqn/seed0/result.json").read_text())
     assert result["metrics"]["n"] == 20
     # provenance, not a setting: the CPU kind and libraries a run's bits depend on
-    assert result["platform"] == runs.platform_info() and "platform" not in result["settings"]
+    assert result["platform"] == platform_info() and "platform" not in result["settings"]
     assert f"| {METHODS['constrained_dqn'].label} |" in text and "Hypervolume" in text
     ppo = next(r for r in rows if r["task"] == "bulk_modulus" and r["method"] == "maskable_ppo_plausible")
     assert float(ppo["pct_oxide_rule"]) == 100.0  # the same exact masks serve any algorithm

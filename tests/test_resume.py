@@ -214,3 +214,21 @@ def test_benchmark_killed_while_writing_its_result_reruns_to_the_same_materials(
     run_table1(**kwargs)  # the finished training is reused, the materials generated again
     assert (run_dir / "formulas.csv").read_text() == formulas
     assert json.loads((run_dir / "result.json").read_text())["metrics"]["n"] == 20
+
+
+def test_checkpoint_from_another_machine_resumes_with_a_warning(tmp_path, reference):
+    """A checkpoint records the CPU and libraries it was written with; resuming it elsewhere warns
+    (the designs would repeat neither machine's uninterrupted run) and still resumes exactly."""
+    from agents.persistence import platform_info
+
+    with pytest.raises(Killed):
+        train(tmp_path, callback=KillAtStep(2 * STEPS_PER_ITERATION + 5))
+    state = tmp_path / "checkpoints" / "iteration_00002" / "state.json"
+    meta = json.loads(state.read_text())
+    assert meta["platform"] == platform_info()
+    log: list[str] = []
+    meta["platform"] = {**meta["platform"], "cpu": "Another CPU", "vector_isa": "AVX2"}
+    state.write_text(json.dumps(meta) + "\n")
+    model, _ = train(tmp_path, log=log.append)
+    assert any("warning: iteration_00002 was written on 'Another CPU' (AVX2" in line for line in log), log
+    assert_same(model, reference)  # here, the same machine in fact: the resumed run is still exact
