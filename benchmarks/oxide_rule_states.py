@@ -31,22 +31,11 @@ import numpy as np
 import pandas as pd
 
 
-def pymatgen_guesses(formula: str) -> list[dict[str, float]]:
-    """pymatgen's charge-balanced assignments (most probable first), O at -2 and no negative metal."""
-    from pymatgen.core import Composition, Element
-
-    comp = Composition(formula)
-    override: dict[str, list[int]] = {"O": [-2]}
-    for el in comp.elements:
-        e = Element(el.symbol)
-        if e.is_metal:
-            override[el.symbol] = [x for x in (e.icsd_oxidation_states or e.common_oxidation_states) if x >= 0]
-    return list(comp.oxi_state_guesses(oxi_states_override=override, max_sites=-50))
-
-
 def pymatgen_assignable(formula: str) -> bool:
     """Whether pymatgen finds a charge-balanced assignment with O at -2 and no negative metal."""
-    return bool(pymatgen_guesses(formula))
+    from oxide_env.chemistry.validity import pymatgen_oxide_guesses
+
+    return bool(pymatgen_oxide_guesses(formula))
 
 
 def rare_state(formula: str) -> str | None:
@@ -55,9 +44,9 @@ def rare_state(formula: str) -> str | None:
     are not judged), else ``None``; ``"none"`` when pymatgen finds no assignment. Mixed valence (a
     fractional state) is not judged rare."""
     from oxide_env.chemistry.elements import ELEMENTS
-    from oxide_env.chemistry.validity import frequent_states
+    from oxide_env.chemistry.validity import frequent_states, pymatgen_oxide_guesses
 
-    guesses = pymatgen_guesses(formula)
+    guesses = pymatgen_oxide_guesses(formula)
     if not guesses:
         return "none"
     frequent = frequent_states()

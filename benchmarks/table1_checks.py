@@ -59,39 +59,29 @@ def _number(value: float) -> str:
 @functools.lru_cache(maxsize=None)
 def common_states_balanced(formula: str) -> bool:
     """Whether pymatgen balances ``formula`` with every element in one of its *common* oxidation states
-    (``Element.common_oxidation_states``; mixed valence allowed) and oxygen at -2: the stricter reading of
-    an oxide that the oxide rule's ICSD statistics loosen (they admit Sc2+, V2+, Sb3-).
+    (metals non-negative; mixed valence allowed) and oxygen at -2
+    (:func:`~oxide_env.chemistry.validity.pymatgen_oxide_guesses` with ``common=True``).
 
     Example:
         >>> common_states_balanced("LiCoO2"), common_states_balanced("MnVO2")
         (True, False)
     """
-    import warnings
+    from oxide_env.chemistry.validity import pymatgen_oxide_guesses
 
-    from pymatgen.core import Composition
-
-    composition = Composition(formula)
-    states = {el.symbol: list(el.common_oxidation_states) for el in composition.elements}
-    states["O"] = [-2]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return bool(composition.oxi_state_guesses(oxi_states_override=states))
+    return bool(pymatgen_oxide_guesses(formula, common=True))
 
 
 def likely_states(formula: str) -> str:
-    """pymatgen's most probable charge-balanced oxidation states with oxygen at -2, or ``"none"``.
+    """pymatgen's most probable charge-balanced oxidation states with oxygen at -2 and no negative
+    metal (:func:`~oxide_env.chemistry.validity.pymatgen_oxide_guesses`), or ``"none"``.
 
     Example:
         >>> likely_states("LiCoO2")
         'Li+1, Co+3, O-2'
     """
-    import warnings
+    from oxide_env.chemistry.validity import pymatgen_oxide_guesses
 
-    from pymatgen.core import Composition
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        guesses = Composition(formula).oxi_state_guesses(oxi_states_override={"O": [-2]})
+    guesses = pymatgen_oxide_guesses(formula)
     if not guesses:
         return "none"
     return ", ".join(f"{el}{value:+.3g}" for el, value in guesses[0].items())
@@ -190,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
              "(unreduced amounts); icsd24 = commonly observed states; oxide rule = icsd24 with O −2 and no negative "
              "metal; plausible = oxide rule AND predicted E_f ≤ −0.5 eV/atom AND inside the domains of the "
              "formation-energy and the task's predictors; *plausible, common states*: plausible AND charge-balanced "
-             "by pymatgen with every element in one of its common oxidation states and O at −2 (mixed valence "
-             "allowed; the oxide rule's ICSD statistics also admit states such as Sc2+, V2+ or Sb3−). Methods are named by their run folders; what each ran "
+             "by pymatgen with every element in one of its common oxidation states, no metal below 0 and O at −2 "
+             "(mixed valence allowed; the oxide rule's ICSD statistics also admit states such as Sc2+, V2+ or Sb3−). Methods are named by their run folders; what each ran "
              "is recorded in its `result.json` (runs made before settings were recorded: see the `table1.md` "
              "written with them).", ""]
     for task in TASKS:
@@ -232,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         if shown:
             lines += ["", f"`{args.near_hull}`: best plausible novel designs within {NEAR_HULL:g} eV/atom of the predicted hull "
                       f"({len(seen_keys)} distinct compositions over its runs; reduced formulas; *states*: pymatgen's most "
-                      "probable charge-balanced assignment with O at −2):", "",
+                      "probable charge-balanced assignment with O at −2 and no negative metal):", "",
                       "| design | " + " | ".join(task.properties) + " | E_f (eV/atom) | E above hull | states |",
                       "|---|" + "---|" * (len(task.properties) + 3)]
             for d in shown[:args.best]:

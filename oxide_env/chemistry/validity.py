@@ -342,6 +342,41 @@ default (``Element.icsd_oxidation_states``, states common in the ICSD, or
 ``Element.common_oxidation_states`` where pymatgen lists no ICSD state: Os, Pt, Au, ...)."""
 
 
+def pymatgen_oxide_guesses(formula: str, *, common: bool = False) -> list[dict[str, float]]:
+    """pymatgen's charge-balanced oxidation-state assignments of an oxide, most probable first:
+    ``Composition.oxi_state_guesses`` with oxygen at -2 and every metal in a non-negative state.
+
+    The states tried are pymatgen's defaults (:data:`PYMATGEN_STATES`: ICSD-common, else common);
+    with ``common=True`` every element's ``Element.common_oxidation_states`` only, the stricter
+    reading that the oxide rule's ICSD statistics loosen (they admit Sc2+, V2+ or Sb3-). Mixed
+    valence (a fractional average state) is allowed. An empty list: no assignment.
+
+    Example:
+        >>> pymatgen_oxide_guesses("Fe3O4")[0]["Fe"] == 8 / 3
+        True
+        >>> bool(pymatgen_oxide_guesses("MnVO2")), bool(pymatgen_oxide_guesses("MnVO2", common=True))
+        (True, False)
+    """
+    import warnings
+
+    from pymatgen.core import Composition, Element
+
+    composition = Composition(formula)
+    override: dict[str, list[int]] = {}
+    for el in composition.elements:
+        element = Element(el.symbol)
+        states = list(element.common_oxidation_states if common
+                      else element.icsd_oxidation_states or element.common_oxidation_states)
+        if element.is_metal:
+            override[el.symbol] = [x for x in states if x >= 0]
+        elif common:
+            override[el.symbol] = states
+    override["O"] = [-2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return list(composition.oxi_state_guesses(oxi_states_override=override, max_sites=-50))
+
+
 RARE_STATE_SHARE = 0.03
 """A state is *rare* for an element when it holds under this share of the element's charged sites
 in pymatgen's ICSD bond-valence statistics (``pymatgen.analysis.bond_valence.ICSD_BV_DATA``)."""
