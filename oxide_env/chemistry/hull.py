@@ -236,10 +236,18 @@ class FormationHull:
 
 
 def _system_code(members) -> int:
-    """One int64 per set of up to 9 elements: ``sum((e_i + 1) << 7 i)`` over its ascending element indices."""
-    code = 0
-    for i, e in enumerate(members):
-        code |= (int(e) + 1) << (7 * i)
+    """One int64 per set of up to 9 elements: ``sum((e_i + 1) << 7 i)`` over its ascending element indices
+    (:func:`_subset_code`, which the compiled lookup uses)."""
+    members = np.asarray(members, dtype=np.int64)
+    return int(_subset_code(members, np.arange(len(members), dtype=np.int64), len(members)))
+
+
+@njit(cache=True, inline="always")
+def _subset_code(members, idx, size):  # pragma: no cover - compiled
+    """The code of the elements ``members[idx[:size]]`` (ascending): ``sum((e_i + 1) << 7 i)``."""
+    code = np.int64(0)
+    for i in range(size):
+        code |= np.int64(members[idx[i]] + 1) << np.int64(7 * i)
     return code
 
 
@@ -254,9 +262,7 @@ def _subsystem_rows(members, k, codes, first, last, compound_rows, out, fill):  
         for i in range(size):
             idx[i] = i
         while True:
-            code = np.int64(0)
-            for i in range(size):
-                code |= np.int64(members[idx[i]] + 1) << np.int64(7 * i)
+            code = _subset_code(members, idx, size)
             pos = np.searchsorted(codes, code)
             if pos < len(codes) and codes[pos] == code:
                 for j in range(first[pos], last[pos]):
